@@ -1,0 +1,208 @@
+"""Modules and layers: PyTorch's names and semantics, state dicts, Sequential,
+initialisation, the typo guard, and loads that fail without changing anything."""
+import numpy as np
+import pytest
+
+import tinytl as tl
+from tinytl import nn
+from tinytl.testing import gradcheck
+
+
+def mlp(*sizes, dtype=np.float32):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1], dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def test_linear_init_and_shapes():
+    tl.manual_seed(0)
+    lin = nn.Linear(100, 7)
+    assert lin.weight.shape == (7, 100) and lin.bias.shape == (7,)
+    assert lin.weight.dtype == np.float32
+    bound = 1 / np.sqrt(100)
+    assert np.abs(lin.weight.data).max() <= bound and np.abs(lin.bias.data).max() <= bound
+    assert np.abs(lin.weight.data).max() > 0.9 * bound          # really uses the range
+    assert nn.Linear(3, 2, bias=False).bias is None
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(0, 3)
+    with pytest.raises(TypeError, match="dtype"):
+        nn.Linear(2, 3, dtype=np.int32)
+
+
+def test_manual_seed_reproduces_init():
+    tl.manual_seed(7)
+    a = mlp(5, 4, 3).state_dict()
+    tl.manual_seed(7)
+    b = mlp(5, 4, 3).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_module_tree_api():
+    m = mlp(4, 8, 8, 3)
+    assert [k for k, _ in m.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    assert len(list(m.parameters())) == 6
+    assert len(list(m.children())) == 5
+    assert [k for k, _ in m.named_modules()] == ["", "0", "1", "2", "3", "4"]
+    assert len(list(m.modules())) == 6
+    m.eval()
+    assert not any(x.training for x in m.modules())
+    m.train()
+    assert all(x.training for x in m.modules())
+    r = repr(m)
+    assert "(0): Linear(in_features=4, out_features=8, bias=True)" in r and "(1): ReLU()" in r
+
+
+def test_custom_module_and_shared_params():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Linear(4, 3)
+            self.dec = nn.Linear(3, 4)
+            self.scale = 2.0
+
+        def forward(self, x):
+            return self.dec(self.enc(x).relu()) * self.scale
+
+    net = Net()
+    assert list(net.state_dict()) == ["enc.weight", "enc.bias", "dec.weight", "dec.bias"]
+    net.extra = nn.Identity()            # adding a submodule after construction is fine
+    net.scale = 3.0                      # so is changing an existing attribute
+    with pytest.raises(AttributeError, match="did you mean 'scale'"):
+        net.scael = 1.0
+    with pytest.raises(AttributeError, match="requires_grad_"):
+        net.requires_grad = False
+    with pytest.raises(TypeError, match="Parameter or None"):
+        net.enc.weight = np.zeros((3, 4))
+    out = net(np.ones((2, 4), dtype=np.float32))
+    assert out.shape == (2, 4)
+
+
+def test_sequential_container_ops():
+    m = mlp(4, 8, 3)
+    assert len(m) == 3 and isinstance(m[0], nn.Linear) and isinstance(m[-1], nn.Linear)
+    head = m[:-1]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is m[0]
+    assert [type(l).__name__ for l in m] == ["Linear", "ReLU", "Linear"]
+    new = nn.Linear(8, 5)
+    m[-1] = new
+    assert m[2] is new and m.state_dict()["2.weight"].shape == (5, 8)
+    m.append(nn.ReLU())
+    assert len(m) == 4
+    with pytest.raises(IndexError):
+        m[10]
+    with pytest.raises(TypeError):
+        m[0] = "not a module"
+    with pytest.raises(TypeError):
+        nn.Sequential(nn.Linear(2, 2), 3)
+
+
+def test_fused_linear_relu_equals_unfused(rng):
+    m = mlp(6, 5, 4, dtype=np.float64)
+    x = rng.standard_normal((3, 6))
+    fused = m(x)
+    unfused = x
+    for layer in m:
+        unfused = layer(unfused)
+    np.testing.assert_allclose(fused.numpy(), unfused.numpy(), rtol=1e-14)
+
+
+def test_model_gradcheck_float64(rng):
+    m = mlp(5, 6, 3, dtype=np.float64)
+    x = tl.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    y = rng.integers(0, 3, size=4)
+    params = list(m.parameters())
+
+    def f(x, *ps):
+        return nn.CrossEntropyLoss()(m(x), y)
+    assert gradcheck(f, [x] + params)
+
+
+def test_flatten_identity(rng):
+    x = tl.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
+    assert nn.Flatten()(x).shape == (2, 12)
+    assert nn.Flatten(0, 1)(x).shape == (6, 4)
+    assert nn.Identity()(x) is x
+    assert gradcheck(lambda t: nn.Flatten()(t), [x])
+
+
+def test_float_double_and_zero_grad():
+    m = mlp(3, 4, 2)
+    m.double()
+    assert all(p.dtype == np.float64 for p in m.parameters())
+    m.float()
+    assert all(p.dtype == np.float32 for p in m.parameters())
+    loss = nn.MSELoss()(m(np.ones((2, 3), dtype=np.float32)), np.zeros((2, 2), dtype=np.float32))
+    loss.backward()
+    assert all(p.grad is not None for p in m.parameters())
+    m.zero_grad(set_to_none=False)
+    assert all(np.all(p.grad == 0) for p in m.parameters())
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_freeze_unfreeze_module():
+    m = mlp(3, 4, 2)
+    nn.MSELoss()(m(np.ones((2, 3), dtype=np.float32)), np.zeros((2, 2), dtype=np.float32)).backward()
+    m[0].freeze()
+    assert not m[0].weight.requires_grad and m[0].weight.grad is None     # stale grad dropped
+    assert m[2].weight.requires_grad
+    m.unfreeze()
+    assert all(p.requires_grad for p in m.parameters())
+
+
+def test_state_dict_roundtrip_and_copies():
+    a, b = mlp(4, 5, 3), mlp(4, 5, 3)
+    sd = a.state_dict()
+    assert isinstance(sd["0.weight"], np.ndarray)
+    sd_before = {k: v.copy() for k, v in sd.items()}
+    a[0].weight.data += 1           # the state dict is a snapshot, not a view
+    np.testing.assert_array_equal(sd["0.weight"], sd_before["0.weight"])
+    res = b.load_state_dict(sd)
+    assert res.missing_keys == [] and res.unexpected_keys == []
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, sd[k])
+
+
+def test_load_state_dict_failures_change_nothing():
+    m = mlp(4, 5, 3)
+    before = m.state_dict()
+    bad_shape = dict(before)
+    bad_shape["2.weight"] = np.zeros((7, 5), dtype=np.float32)
+    bad_shape["0.weight"] = np.ones((5, 4), dtype=np.float32)     # valid, but must not be copied
+    with pytest.raises(ValueError, match=r"size mismatch for '2.weight'.*\(7, 5\)"):
+        m.load_state_dict(bad_shape)
+    missing = {k: v for k, v in before.items() if k != "0.bias"}
+    missing["0.weight"] = np.ones((5, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="missing keys: 0.bias"):
+        m.load_state_dict(missing)
+    with pytest.raises(ValueError, match="not floating"):
+        m.load_state_dict({**before, "0.bias": np.zeros(5, dtype=np.int64)})
+    with pytest.raises(ValueError, match="no key"):
+        m.load_state_dict({"fc.weight": np.zeros((5, 4))}, strict=False)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    # non-strict: missing and unexpected keys are reported, the rest loads
+    partial = {"0.weight": np.ones((5, 4)), "extra": np.zeros(2)}
+    res = m.load_state_dict(partial, strict=False)
+    assert res.unexpected_keys == ["extra"] and "0.bias" in res.missing_keys
+    assert np.all(m[0].weight.data == 1) and m[0].weight.dtype == np.float32   # documented cast
+
+
+def test_pytorch_state_dict_loads_unchanged():
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    sd = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
+    m = mlp(4, 5, 3)
+    m.load_state_dict(sd)
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(m(x).numpy(), tm(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_modules():
+    with pytest.raises(ValueError, match="reduction"):
+        nn.CrossEntropyLoss(reduction="avg")
+    assert "reduction='sum'" in repr(nn.MSELoss(reduction="sum"))

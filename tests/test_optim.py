@@ -1,0 +1,149 @@
+"""SGD: torch.optim.SGD's rule checked against a hand-computed update for every
+option combination, parameter groups, frozen parameters, and resuming."""
+import itertools
+
+import numpy as np
+import pytest
+
+import tinytl as tl
+from tinytl import nn
+
+
+def hand_sgd(w, grads, lr, momentum, dampening, weight_decay, nesterov):
+    """The update written out by hand, step by step (float64)."""
+    w = w.copy()
+    buf = None
+    for g in grads:
+        d = g + weight_decay * w
+        if momentum:
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        w = w - lr * d
+    return w
+
+
+OPTIONS = [dict(momentum=m, dampening=d, weight_decay=wd, nesterov=n)
+           for m, d, wd, n in itertools.product([0.0, 0.9], [0.0, 0.3], [0.0, 0.01], [False, True])
+           if not (n and (m == 0 or d != 0))]
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(f"{k}{v}" for k, v in o.items()))
+def test_sgd_matches_hand_computed(rng, opts):
+    w0 = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(4)]
+    p = nn.Parameter(w0.copy())
+    opt = tl.optim.SGD([p], lr=0.1, **opts)
+    for g in grads:
+        p.grad = g.copy()
+        opt.step()
+    np.testing.assert_allclose(p.data, hand_sgd(w0, grads, 0.1, **opts), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_validation():
+    p = nn.Parameter(np.zeros(3))
+    with pytest.raises(ValueError, match="lr"):
+        tl.optim.SGD([p], lr=-1)
+    with pytest.raises(ValueError, match="nesterov"):
+        tl.optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="empty"):
+        tl.optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="more than one"):
+        tl.optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+    with pytest.raises(ValueError, match="unknown option"):
+        tl.optim.SGD([{"params": [p], "momentun": 0.9}], lr=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        tl.optim.SGD([p], lr=0.1, momentum=float("nan"))
+
+
+def test_param_groups_have_their_own_options():
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    opt = tl.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
+    a.grad, b.grad = np.ones(2), np.ones(2)
+    opt.step()
+    np.testing.assert_allclose(a.data, 0.9)
+    np.testing.assert_allclose(b.data, 0.5)
+
+
+def test_frozen_or_gradless_params_are_not_touched():
+    a, b = nn.Parameter(np.ones(3)), nn.Parameter(np.ones(3))
+    opt = tl.optim.SGD([a, b], lr=0.1, momentum=0.9, weight_decay=0.1)
+    a.grad = np.ones(3)                  # b has no grad: no weight decay, no momentum
+    opt.step()
+    np.testing.assert_array_equal(b.data, np.ones(3))
+    a.requires_grad = False              # frozen with a stale gradient still attached
+    before = a.data.copy()
+    opt.step()
+    opt.step()
+    np.testing.assert_array_equal(a.data, before)
+    assert a.grad is None                # the stale gradient was dropped
+    a.grad = np.zeros(3)                 # a zeroed-but-present grad on a frozen param: still untouched
+    opt.step()
+    np.testing.assert_array_equal(a.data, before)
+
+
+def test_unfreezing_restarts_momentum():
+    a = nn.Parameter(np.zeros(2))
+    opt = tl.optim.SGD([a], lr=1.0, momentum=0.9)
+    a.grad = np.ones(2)
+    opt.step()                            # buf = 1
+    a.requires_grad = False
+    opt.step()                            # frozen: buffer dropped
+    a.requires_grad = True
+    a.grad = np.ones(2)
+    before = a.data.copy()
+    opt.step()                            # a fresh buffer: the step is lr * grad, not lr * (0.9 + 1)
+    np.testing.assert_allclose(a.data, before - 1.0)
+
+
+def test_zero_grad():
+    a = nn.Parameter(np.zeros(2))
+    opt = tl.optim.SGD([a], lr=1.0)
+    a.grad = np.ones(2)
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(a.grad, 0)
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_state_dict_resume_gives_same_trajectory(rng):
+    def run(split):
+        tl.manual_seed(3)
+        m = nn.Sequential(nn.Linear(4, 6, dtype=np.float64), nn.ReLU(), nn.Linear(6, 2, dtype=np.float64))
+        opt = tl.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        data = np.random.default_rng(0)
+        xs = [data.standard_normal((5, 4)) for _ in range(6)]
+        ys = [data.integers(0, 2, 5) for _ in range(6)]
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            if i == split:
+                sd_m, sd_o = m.state_dict(), opt.state_dict()
+                m = nn.Sequential(nn.Linear(4, 6, dtype=np.float64), nn.ReLU(), nn.Linear(6, 2, dtype=np.float64))
+                m.load_state_dict(sd_m)
+                opt = tl.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+                opt.load_state_dict(sd_o)
+            opt.zero_grad()
+            nn.CrossEntropyLoss()(m(x), y).backward()
+            opt.step()
+        return m.state_dict()
+    a, b = run(split=-1), run(split=3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_load_state_dict_validates():
+    a = nn.Parameter(np.zeros(2))
+    opt = tl.optim.SGD([a], lr=1.0, momentum=0.9)
+    with pytest.raises(ValueError, match="param_groups"):
+        opt.load_state_dict({})
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict({"state": {0: {"momentum_buffer": np.zeros(3)}},
+                             "param_groups": [{"lr": 1.0, "params": [0]}]})
+
+
+def test_anomaly_mode_refuses_non_finite_step():
+    a = nn.Parameter(np.ones(2))
+    opt = tl.optim.SGD([a], lr=1e308)
+    a.grad = np.full(2, 1e308)
+    with tl.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="non-finite"):
+            opt.step()
+    np.testing.assert_array_equal(a.data, 1.0)

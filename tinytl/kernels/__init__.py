@@ -1,0 +1,69 @@
+"""Kernel dispatch: the one point where the engine picks an implementation.
+
+Three twins implement every kernel with the same names and signatures:
+``reference`` (pure NumPy, the specification), ``cpu`` (fused C++ in
+``tinytl._C``) and ``cuda`` (CUDA C compiled at run time by CuPy).
+
+On the CPU the C++ kernels are used when the compiled module loads; otherwise
+tinytl warns once and falls back to the reference. ``TINYTL_KERNELS=numpy``
+forces the reference kernels (useful to compare, or to debug).
+
+``for_array(a)`` returns the kernel module for the device ``a`` lives on.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from .. import backend
+from . import reference
+
+_requested = os.environ.get("TINYTL_KERNELS", "").strip().lower() or "auto"
+_cpu_error = None
+
+if _requested not in ("auto", "cpp", "numpy"):
+    warnings.warn(f"TINYTL_KERNELS={_requested!r} is not one of 'auto', 'cpp', 'numpy'; using 'auto'",
+                  RuntimeWarning, stacklevel=2)
+    _requested = "auto"
+
+if _requested == "numpy":
+    cpu_kernels = reference
+else:
+    try:
+        from . import cpu as cpu_kernels
+    except ImportError as e:  # the extension was not built or cannot load
+        _cpu_error = e
+        cpu_kernels = reference
+        warnings.warn(
+            f"tinytl: the compiled kernels (tinytl._C) could not be loaded ({e}); "
+            "falling back to the pure-NumPy reference kernels, which are slower. "
+            "Reinstall with a C++ compiler available to get them.",
+            RuntimeWarning, stacklevel=2)
+
+_cuda_kernels = None
+
+
+def cuda_kernels():
+    """The CUDA kernel module (imports cupy and compiles kernels lazily)."""
+    global _cuda_kernels
+    if _cuda_kernels is None:
+        from . import cuda as _cuda_kernels_module
+        _cuda_kernels = _cuda_kernels_module
+    return _cuda_kernels
+
+
+def for_array(a):
+    """Kernel module for the device the array ``a`` lives on."""
+    if backend.is_cupy_array(a):
+        return cuda_kernels()
+    return cpu_kernels
+
+
+def backend_info() -> dict:
+    """Which kernels are active: {'cpu': 'cpp'|'numpy', 'requested': ..., 'cpu_error': ...}."""
+    return {
+        "cpu": "numpy" if cpu_kernels is reference else "cpp",
+        "requested": _requested,
+        "cpu_error": None if _cpu_error is None else str(_cpu_error),
+        "cuda_loaded": _cuda_kernels is not None,
+    }

@@ -1,0 +1,100 @@
+"""Reference kernels: pure NumPy, written to be read. They are the specification.
+
+Each function here has twins with the same name and signature, in the same
+order, in ``tinytl/kernels/cpu.py`` (C++ through ``tinytl._C``, source in
+``csrc/``) and ``tinytl/kernels/cuda.py`` (CUDA C in ``tinytl/kernels/cuda/``).
+The tests check every twin against these functions.
+
+Conventions shared by all twins:
+- float32 and float64 are supported; all floating arguments of one call share a dtype.
+- ``out=`` lets the caller provide the output buffer (it may be the input itself,
+  for an in-place update); without it a new array is returned.
+- Labels are int64 class indices in [0, C).
+
+Read next: ``csrc/linear.cpp`` (the same maths, in one fused pass).
+"""
+import numpy as np
+
+
+# ---------------------------------------------------------------- linear ----
+
+def linear_forward_epilogue(y, bias, relu, out=None):
+    """out = max(y + bias, 0) if relu else y + bias.
+
+    ``y`` is the GEMM output x @ W.T of shape (N, M); ``bias`` has shape (M,) or is None.
+    """
+    z = y if bias is None else y + bias
+    if relu:
+        z = np.maximum(z, 0)
+    if out is None:
+        return z if z is not y else y.copy()
+    out[...] = z
+    return out
+
+
+def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
+    """g = grad * (y > 0) if relu else grad;  returns (g, g.sum(0) if bias_grad else None).
+
+    ``grad`` is dL/d(output) of shape (N, M); ``y`` is the forward output (after
+    the ReLU, so y > 0 exactly where the pre-activation was > 0).
+    """
+    g = grad * (y > 0) if relu else grad
+    if out is None:
+        g = g if g is not grad else grad.copy()
+    else:
+        out[...] = g
+        g = out
+    return g, (g.sum(axis=0) if bias_grad else None)
+
+
+# ------------------------------------------------- softmax cross-entropy ----
+
+def softmax_xent(logits, target, reduction="mean", out=None):
+    """Softmax cross-entropy and its gradient in one pass.
+
+    loss_i = logsumexp(z_i) - z_i[t_i], where logsumexp(z) = m + log(sum(exp(z - m)))
+    with m = max(z) (subtracting the max keeps exp() from overflowing);
+    dloss/dz_i = softmax(z_i) - onehot(t_i), divided by N when reduction is "mean".
+    Returns (loss as a 0-d array of the logits' dtype, grad of shape (N, C)).
+    """
+    n = logits.shape[0]
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss_i = (np.log(s[:, 0]) + m[:, 0]) - logits[rows, target]
+    grad = e / s
+    grad[rows, target] -= 1
+    if reduction == "mean":
+        grad /= n
+        loss = loss_i.mean()
+    else:
+        loss = loss_i.sum()
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return np.asarray(loss, dtype=logits.dtype), grad
+
+
+# ------------------------------------------------------------------- sgd ----
+
+def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
+    """torch.optim.SGD's update, in place on ``param`` (and ``buf``):
+
+    d = grad + weight_decay * param
+    buf = d                                       on the first step (first_step=True)
+    buf = momentum * buf + (1 - dampening) * d    afterwards
+    d = d + momentum * buf if nesterov else buf   (only when momentum != 0)
+    param -= lr * d
+    ``buf`` is None when momentum == 0.
+    """
+    d = grad + weight_decay * param if weight_decay != 0 else grad
+    if momentum != 0:
+        if first_step:
+            buf[...] = d
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    param -= lr * d
+    return param

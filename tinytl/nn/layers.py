@@ -1,0 +1,156 @@
+"""Layers: Linear, ReLU, Identity, Flatten and the Sequential container.
+
+Each layer holds its parameters and calls a stateless op from
+``tinytl/functional.py``. ``Sequential`` fuses a ``Linear`` directly followed
+by a ``ReLU`` into one ``functional.linear(..., relu=True)`` call (one fused
+epilogue kernel instead of two passes); the fusion is invisible from outside:
+the layers, their names and the state dict are unchanged.
+
+Read next: ``tinytl/nn/losses.py``, then ``tinytl/optim.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from .._random import generator
+from ..tensor import Tensor, reshape
+from .module import Module, Parameter
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias.
+
+    Args:
+        in_features, out_features: sizes of the input and output.
+        bias: whether to learn an additive bias.
+        dtype: float32 (default) or float64.
+        device: 'cpu' or 'cuda'.
+
+    Weight and bias start uniform in ±1/sqrt(in_features), as in PyTorch.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32,
+                 device: str = "cpu"):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"Linear: dtype must be float32 or float64, got {dtype}")
+        bound = 1.0 / math.sqrt(self.in_features)
+        rng = generator()
+        w = rng.uniform(-bound, bound, size=(self.out_features, self.in_features)).astype(dtype)
+        self.weight = Parameter(backend.to_device(w, device))
+        if bias:
+            b = rng.uniform(-bound, bound, size=(self.out_features,)).astype(dtype)
+            self.bias = Parameter(backend.to_device(b, device))
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x, relu: bool = False) -> Tensor:
+        return F.linear(x, self.weight, self.bias, relu=relu, name="Linear")
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    """max(x, 0), elementwise."""
+
+    def forward(self, x) -> Tensor:
+        return F.relu(x)
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder, e.g. for a removed head)."""
+
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Flattens dimensions start_dim..end_dim into one (default: all but the batch)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim = start_dim
+        self.end_dim = end_dim
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        shape = x.shape
+        s = self.start_dim % len(shape)
+        e = self.end_dim % len(shape)
+        new = shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+        return reshape(x, new)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Sequential(Module):
+    """Calls its layers in order. Supports indexing, slicing, len, iteration,
+    ``append`` and item assignment (``model[-1] = nn.Linear(128, 5)``)."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, not a Module")
+            self.add_module(str(i), layer)
+
+    def _layers(self):
+        return [m for m in self._modules.values()]
+
+    def forward(self, x):
+        layers = self._layers()
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            if type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU:
+                x = layer.forward(x, relu=True)       # Linear + ReLU fused into one kernel
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._layers())
+
+    def _index(self, idx: int) -> int:
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"Sequential index {idx} out of range for {n} layers")
+        return idx % n
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return Sequential(*self._layers()[idx])
+        return self._layers()[self._index(idx)]
+
+    def __setitem__(self, idx, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
+        key = list(self._modules.keys())[self._index(idx)]
+        self.add_module(key, module)
+
+    def append(self, module: Module):
+        """Add a layer at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+        self.add_module(str(len(self)), module)
+        return self

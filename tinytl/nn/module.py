@@ -1,0 +1,313 @@
+"""Module and Parameter: the stateful side of tinytl, named as in PyTorch.
+
+A ``Module`` registers the ``Parameter``s and sub-``Module``s assigned to its
+attributes, so ``named_parameters()`` and ``state_dict()`` can walk the tree
+and name each weight by its path (``0.weight``, ``encoder.2.bias``). The
+state dict holds NumPy arrays with PyTorch's names and shapes, so a PyTorch
+state dict of the same architecture loads unchanged.
+
+Two guards against silent mistakes that other frameworks allow:
+- assigning an attribute that does not exist on a finished module (a typo such
+  as ``model.requires_grad = False``) raises AttributeError;
+- ``load_state_dict`` checks every key, shape and dtype before copying
+  anything, so a failed load leaves the weights untouched.
+
+Read next: ``tinytl/nn/layers.py``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Tensor
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A Tensor that is a module's weight: requires a gradient unless frozen.
+
+    ``requires_grad`` is a real attribute (no typo'd ``require_grad`` can be set:
+    Parameters, like Tensors, have a fixed set of attributes).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True):
+        if isinstance(data, Tensor):
+            data = data.data
+        if data.dtype.kind != "f":
+            raise TypeError(f"Parameter needs a floating-point array, got dtype {data.dtype}")
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class _ModuleMeta(type):
+    """Marks a module as built once its ``__init__`` returns (see Module.__setattr__)."""
+
+    def __call__(cls, *args, **kwargs):
+        obj = super().__call__(*args, **kwargs)
+        object.__setattr__(obj, "_built", True)
+        return obj
+
+
+class Module(metaclass=_ModuleMeta):
+    """Base class of every layer and model.
+
+    Subclasses set Parameters and Modules as attributes in ``__init__`` and
+    implement ``forward``. Calling the module calls ``forward``.
+    """
+
+    _built = False
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # --- attribute registration -------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        params, modules = self._parameters, self._modules
+        if isinstance(value, Parameter):
+            modules.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            modules[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to parameter '{name}' of "
+                                f"{type(self).__name__} (a Parameter or None is expected)")
+            params[name] = None
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to submodule '{name}' of "
+                                f"{type(self).__name__} (a Module or None is expected)")
+            modules[name] = None
+        elif self._built and not hasattr(self, name):
+            known = [n for n in dir(self) if not n.startswith("__")]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise AttributeError(f"'{type(self).__name__}' has no attribute '{name}'{hint} "
+                                 f"(tinytl refuses to create attributes on a built module, to catch typos)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param):
+        """Add a parameter (or None) under ``name``."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: '{name}' must be a Parameter or None")
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
+
+    def add_module(self, name: str, module):
+        """Add a child module (or None) under ``name``."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: '{name}' must be a Module or None")
+        self._parameters.pop(name, None)
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+
+    # --- calling ------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- walking the tree ---------------------------------------------------
+    def named_modules(self, prefix: str = "", memo=None):
+        """Yield (name, module) for this module and every descendant, each once."""
+        memo = set() if memo is None else memo
+        stack = [(prefix, self)]
+        while stack:
+            name, mod = stack.pop()
+            if id(mod) in memo:
+                continue
+            memo.add(id(mod))
+            yield name, mod
+            children = [(f"{name}.{k}" if name else k, m) for k, m in mod._modules.items() if m is not None]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        for k, m in self._modules.items():
+            if m is not None:
+                yield k, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """Yield (dotted name, Parameter), each parameter once even if shared."""
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mname, mod in mods:
+            for k, p in mod._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mname}.{k}" if mname else k), p
+
+    def parameters(self, recurse: bool = True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    # --- modes and gradients --------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """Set requires_grad on every parameter (freezing drops stale gradients)."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+            if not requires_grad:
+                p.grad = None
+        return self
+
+    def freeze(self):
+        """Freeze every parameter: no gradient is computed, the optimizer skips them."""
+        return self.requires_grad_(False)
+
+    def unfreeze(self):
+        """Make every parameter trainable again."""
+        return self.requires_grad_(True)
+
+    # --- state dict -------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter as a NumPy array, keyed by its dotted name.
+
+        The arrays are copies: later training does not change a saved state dict.
+        """
+        return OrderedDict((k, backend.to_numpy(p.data).copy()) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state_or_path, strict: bool = True) -> IncompatibleKeys:
+        """Copy weights from a state dict (name -> array) or a checkpoint file.
+
+        Every key, shape and dtype is checked before anything is copied: on any
+        error the model is unchanged. Floating values of another precision are
+        cast to the parameter's dtype (a float64 checkpoint loads into a float32
+        model); non-floating values are refused. A shape mismatch is always an
+        error (use ``tl.transfer.transfer_weights`` to copy what fits).
+
+        Args:
+            state_or_path: a dict of arrays (NumPy, CuPy or Tensors) or a path to a
+                ``.safetensors`` / ``.npz`` checkpoint.
+            strict: require the keys to match exactly.
+
+        Returns:
+            IncompatibleKeys(missing_keys, unexpected_keys).
+        """
+        if isinstance(state_or_path, (str, os.PathLike)):
+            from .. import io
+            state = io.load(state_or_path)
+        elif hasattr(state_or_path, "items"):
+            state = state_or_path
+        else:
+            raise TypeError(f"load_state_dict expects a dict or a path, got {type(state_or_path).__name__}")
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        problems, staged = [], []
+        for k, p in own.items():
+            if k not in state:
+                continue
+            v = state[k]
+            v = v.data if isinstance(v, Tensor) else v
+            if not (isinstance(v, np.ndarray) or backend.is_cupy_array(v)):
+                try:
+                    v = np.asarray(v)
+                except Exception:
+                    problems.append(f"'{k}': value of type {type(v).__name__} is not an array")
+                    continue
+            if tuple(v.shape) != tuple(p.shape):
+                problems.append(f"size mismatch for '{k}': checkpoint {tuple(v.shape)}, model {tuple(p.shape)}")
+            elif v.dtype.kind != "f":
+                problems.append(f"'{k}': checkpoint dtype {v.dtype} is not floating point")
+            else:
+                staged.append((p, v))
+        if strict and (missing or unexpected):
+            if missing:
+                problems.append("missing keys: " + ", ".join(missing))
+            if unexpected:
+                problems.append("unexpected keys: " + ", ".join(unexpected))
+        if not problems and own and state and not staged:
+            problems.append("no key of the checkpoint matches the model (nothing would be loaded)")
+        if problems:
+            raise ValueError(f"load_state_dict for {type(self).__name__} failed, nothing was copied:\n  "
+                             + "\n  ".join(problems)
+                             + ("\n(to copy only what fits, use tl.transfer.transfer_weights)"
+                                if any("size mismatch" in s for s in problems) else ""))
+        for p, v in staged:
+            v = backend.to_device(v, p.device)
+            p.data[...] = v.astype(p.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
+
+    # --- devices and dtypes -------------------------------------------------
+    def _apply(self, fn):
+        for p in self.parameters():
+            p.data = fn(p.data)
+            if p.grad is not None:
+                p.grad = fn(p.grad)
+        return self
+
+    def to(self, device):
+        """Move every parameter (and its gradient) to ``device``; returns self."""
+        device = backend.check_device(device)
+        return self._apply(lambda a: backend.to_device(a, device))
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        """Cast every parameter to float32; returns self."""
+        return self._apply(lambda a: a.astype(np.float32, copy=False))
+
+    def double(self):
+        """Cast every parameter to float64 (for gradient checks); returns self."""
+        return self._apply(lambda a: a.astype(np.float64, copy=False))
+
+    # --- printing -----------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = []
+        for name, mod in self._modules.items():
+            body = repr(mod).replace("\n", "\n  ")
+            lines.append(f"({name}): {body}")
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"

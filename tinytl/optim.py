@@ -1,0 +1,230 @@
+"""Optimizers: SGD with torch.optim.SGD's update rule, parameter groups and L2-SP.
+
+One fused kernel call per parameter (``sgd_step``, see
+``tinytl/kernels/reference.py``) applies weight decay, momentum and the step
+in place. A parameter that is frozen (requires_grad False) or has no gradient
+is not touched at all: no weight decay, no momentum. Freezing a parameter
+drops its stale gradient and its momentum, so unfreezing starts afresh.
+
+L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
+alpha * (w - w0) to the gradient, pulling the weights toward their values w0
+when the optimizer was built (the pretrained weights) instead of toward zero.
+
+Read next: ``tinytl/transfer.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import backend
+from . import kernels as _kernels
+from .tensor import Tensor, is_anomaly_enabled
+
+_SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0)
+
+
+def _check_number(name, value, group_index):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"SGD: {name} must be a finite number >= 0 (group {group_index}), got {value!r}")
+    return float(value)
+
+
+class SGD:
+    """Stochastic gradient descent, exactly torch.optim.SGD's rule::
+
+        d = grad + weight_decay * w (+ l2sp * (w - w0))
+        buf = d (first step), else momentum * buf + (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf        (when momentum != 0)
+        w -= lr * d
+
+    Args:
+        params: an iterable of Parameters, or of dicts ``{"params": [...], "lr": ...}``
+            (parameter groups, each with its own options).
+        lr, momentum, dampening, weight_decay, nesterov: defaults for every group.
+        l2sp: L2-SP strength alpha; anchors w0 are the weights at construction.
+    """
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0):
+        self.defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                             nesterov=nesterov, l2sp=l2sp)
+        self.param_groups = []
+        self.state = {}          # id(param) -> {"momentum_buffer": array, "l2sp_anchor": array}
+        params = list(params)
+        if not params:
+            raise ValueError("SGD: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict):
+        """Add a group of parameters with its own options (others from the defaults)."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("SGD: a parameter group must be a dict with a 'params' entry")
+        gi = len(self.param_groups)
+        unknown = set(group) - set(_SGD_DEFAULTS) - {"params", "name"}
+        if unknown:
+            raise ValueError(f"SGD: unknown option(s) {sorted(unknown)} in group {gi}")
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        if not ps:
+            raise ValueError(f"SGD: parameter group {gi} is empty")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in ps:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"SGD: group {gi} holds a {type(p).__name__}, expected Parameters")
+            if p.dtype.kind != "f":
+                raise TypeError(f"SGD: group {gi} holds a non-float tensor (dtype {p.dtype})")
+            if id(p) in seen:
+                raise ValueError("SGD: some parameters appear in more than one parameter group")
+            seen.add(id(p))
+        g = dict(self.defaults)
+        g.update({k: v for k, v in group.items() if k != "params"})
+        if g["lr"] is None:
+            raise ValueError(f"SGD: no learning rate for group {gi}")
+        for k in ("lr", "momentum", "dampening", "weight_decay", "l2sp"):
+            g[k] = _check_number(k, g[k], gi)
+        g["nesterov"] = bool(g["nesterov"])
+        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
+            raise ValueError("SGD: nesterov momentum requires a momentum > 0 and zero dampening")
+        g["params"] = ps
+        if g["l2sp"]:
+            for p in ps:
+                self.state.setdefault(id(p), {})["l2sp_anchor"] = p.data.copy()
+        self.param_groups.append(g)
+
+    def zero_grad(self, set_to_none: bool = True):
+        """Clear the gradients of every parameter (set them to None, or to zeros)."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self):
+        """Update every trainable parameter that has a gradient, in place."""
+        state = self.state
+        anomaly = is_anomaly_enabled()
+        for g in self.param_groups:
+            lr, mom, damp, wd, nest, l2sp = (g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
+                                             g["nesterov"], g["l2sp"])
+            for p in g["params"]:
+                if not p.requires_grad:                 # frozen: drop stale grad and momentum
+                    if p.grad is not None:
+                        p.grad = None
+                    st = state.get(id(p))
+                    if st is not None:
+                        st.pop("momentum_buffer", None)
+                    continue
+                grad = p.grad
+                if grad is None:
+                    continue
+                data = p.data
+                if grad.shape != data.shape or grad.dtype != data.dtype:
+                    raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
+                                     f"match its parameter ({data.shape}, {data.dtype})")
+                st = state.get(id(p))
+                if l2sp:
+                    anchor = _on_like(st["l2sp_anchor"], data)
+                    st["l2sp_anchor"] = anchor
+                    grad = (data - anchor) * l2sp + grad
+                buf, first = None, False
+                if mom != 0:
+                    if st is None:
+                        st = state[id(p)] = {}
+                    buf = st.get("momentum_buffer")
+                    if buf is None:
+                        xp = backend.get_array_module(data)
+                        buf = st["momentum_buffer"] = xp.empty_like(data)
+                        first = True
+                    elif buf.dtype != data.dtype or backend.is_cupy_array(buf) != backend.is_cupy_array(data):
+                        buf = st["momentum_buffer"] = _on_like(buf, data)
+                K = _kernels.for_array(data)
+                if anomaly:
+                    self._checked_step(K, p, grad, buf, lr, mom, damp, wd, nest, first)
+                else:
+                    K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
+
+    @staticmethod
+    def _checked_step(K, p, grad, buf, lr, mom, damp, wd, nest, first):
+        """The step on copies; committed only if every new value is finite (detect_anomaly)."""
+        xp = backend.get_array_module(p.data)
+        new_p = p.data.copy()
+        new_buf = None if buf is None else buf.copy()
+        K.sgd_step(new_p, grad, new_buf, lr, mom, damp, wd, nest, first)
+        if not bool(xp.isfinite(new_p).all()):
+            raise FloatingPointError("detect_anomaly: SGD.step would write a non-finite value into a "
+                                     f"parameter of shape {p.shape}; the parameter was left unchanged")
+        p.data[...] = new_p
+        if buf is not None:
+            buf[...] = new_buf
+
+    # --- resuming -----------------------------------------------------------
+    def state_dict(self) -> dict:
+        """{'state': {index: {...arrays}}, 'param_groups': [{options, 'params': [indices]}]} (as in PyTorch)."""
+        index, groups, state = {}, [], {}
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                i = index.setdefault(id(p), len(index))
+                ids.append(i)
+                st = self.state.get(id(p))
+                if st:
+                    state[i] = {k: backend.to_numpy(v).copy() for k, v in st.items()}
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict):
+        """Restore options and momentum buffers saved by ``state_dict``; checks everything first."""
+        try:
+            groups = state_dict["param_groups"]
+            saved = state_dict["state"]
+        except (KeyError, TypeError):
+            raise ValueError("SGD.load_state_dict: expected a dict with 'state' and 'param_groups'") from None
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"SGD.load_state_dict: {len(groups)} parameter groups saved, "
+                             f"{len(self.param_groups)} in this optimizer")
+        params = []
+        for gi, (sg, g) in enumerate(zip(groups, self.param_groups)):
+            if len(sg["params"]) != len(g["params"]):
+                raise ValueError(f"SGD.load_state_dict: group {gi} has {len(sg['params'])} parameters saved, "
+                                 f"{len(g['params'])} here")
+            params.extend(zip(sg["params"], g["params"]))
+        new_state = {}
+        for i, p in params:
+            st = saved.get(i, saved.get(str(i)))
+            if not st:
+                continue
+            new_state[id(p)] = {}
+            for k, v in st.items():
+                v = np.asarray(v) if not backend.is_cupy_array(v) else v
+                if k not in ("momentum_buffer", "l2sp_anchor") or tuple(v.shape) != tuple(p.shape):
+                    raise ValueError(f"SGD.load_state_dict: bad state entry {k!r} of shape {tuple(v.shape)} "
+                                     f"for a parameter of shape {p.shape}")
+                new_state[id(p)][k] = _on_like(v, p.data)
+        new_groups = []
+        for sg, g in zip(groups, self.param_groups):
+            ng = dict(g)
+            ng.update({k: v for k, v in sg.items() if k in _SGD_DEFAULTS})
+            new_groups.append(ng)
+        self.param_groups = new_groups
+        self.state = new_state
+
+    def __repr__(self):
+        lines = [f"SGD ("]
+        for i, g in enumerate(self.param_groups):
+            opts = ", ".join(f"{k}={g[k]}" for k in _SGD_DEFAULTS)
+            lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
+        return "\n".join(lines) + "\n)"
+
+
+def _on_like(a, like):
+    """``a`` with the dtype and device of ``like`` (no copy when it already matches)."""
+    a = backend.to_device(a, backend.device_of(like))
+    return a if a.dtype == like.dtype else a.astype(like.dtype)
+
+
+__all__ = ["SGD"]

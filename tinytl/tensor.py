@@ -1,0 +1,512 @@
+"""Tensor and the autograd graph: the core of tinytl, readable in one sitting.
+
+A ``Tensor`` wraps an array (``.data``, NumPy on the CPU, CuPy on a GPU). Each
+differentiable operation makes its output with ``_make(data, parents,
+backward, op)``: ``backward`` is a closure that turns the output's gradient
+into one gradient per parent (None where a parent needs none). Nothing is
+recorded when no parent requires a gradient or inside ``no_grad()``, so a
+frozen part of a network builds no graph and costs nothing in backward.
+
+``Tensor.backward`` sorts the graph topologically (iteratively: deep graphs
+must not hit Python's recursion limit), then walks it in reverse, summing the
+gradients of tensors used more than once. Leaf tensors that require a gradient
+receive it in ``.grad``.
+
+Read next: ``tinytl/functional.py`` (linear, relu, the losses), then
+``tinytl/nn/module.py``.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import backend
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# ------------------------------------------------------------ grad mode ----
+
+class _GradMode(threading.local):
+    enabled = True   # per thread, like PyTorch's grad mode
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    return _grad_mode.enabled
+
+
+class no_grad:
+    """Context manager (and decorator) inside which no graph is recorded.
+
+    Example::
+
+        with tl.no_grad():
+            logits = model(x)      # no graph, no memory kept for backward
+    """
+
+    def __enter__(self):
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(fn, "__doc__", None)
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """Context manager that turns gradient recording back on (inside no_grad)."""
+
+    def __enter__(self):
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = True
+
+
+# ----------------------------------------------------- anomaly detection ----
+
+_anomaly = False   # process-wide switch, read once per op: cheap when off
+
+
+class detect_anomaly:
+    """Context manager: the first op whose forward or backward output holds NaN
+    or Inf raises ``FloatingPointError`` naming the op (and the layer, when the
+    op was called by one). The optimizer refuses to write non-finite values
+    into parameters while it is on. Off by default.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = bool(enabled)
+
+    def __enter__(self):
+        global _anomaly
+        self._prev = _anomaly
+        _anomaly = self.enabled
+
+    def __exit__(self, *exc):
+        global _anomaly
+        _anomaly = self._prev
+        return False
+
+
+def is_anomaly_enabled() -> bool:
+    return _anomaly
+
+
+def _check_finite(array, what: str):
+    xp = backend.get_array_module(array)
+    if array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
+        raise FloatingPointError(f"detect_anomaly: {what} produced a non-finite value (NaN or Inf)")
+
+
+# ---------------------------------------------------------------- Tensor ----
+
+class Tensor:
+    """An array with an optional gradient and a link to the op that made it.
+
+    Attributes:
+        data: the array (numpy.ndarray on the CPU, cupy.ndarray on a GPU).
+        grad: the gradient array (same shape), or None.
+        requires_grad: whether backward should compute a gradient for it.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "__weakref__")
+    __array_priority__ = 1000    # make ndarray + Tensor call Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+            data = np.asarray(data)
+        if requires_grad and data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"requires_grad=True needs a float32 or float64 tensor, got dtype {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._parents = ()
+        self._backward = None
+        self._op = None
+
+    # --- properties -------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        extra = ""
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
+        if self._op is not None:
+            extra += f", grad_fn=<{self._op}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    # --- conversion -------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (a copy when it lives on a GPU)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        """The single value of a one-element tensor, as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return backend.to_numpy(self.data).tolist()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (no copy)."""
+        return Tensor(self.data)
+
+    def to(self, device) -> "Tensor":
+        """This tensor on ``device`` ('cpu' or 'cuda'); self when already there."""
+        device = backend.check_device(device)
+        if device == self.device:
+            return self
+        out = _make(backend.to_device(self.data, device), (self,),
+                    lambda g: (backend.to_device(g, self.device),), "to")
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
+
+    # --- autograd ---------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False):
+        """Compute the gradients of this tensor with respect to every leaf that requires one.
+
+        Args:
+            grad: dL/d(self); may be omitted for a one-element tensor (taken as 1).
+            retain_graph: keep the graph so backward can run through it again.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no graph "
+                               "(was it computed inside no_grad(), or from frozen parameters only?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward(): grad can be implicit only for a one-element tensor, "
+                                   f"got shape {self.shape}")
+            xp = backend.get_array_module(self.data)
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            if tuple(grad.shape) != tuple(self.shape):
+                raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected {self.shape}")
+        if self._backward is None:          # a leaf: its gradient is the seed itself
+            _accumulate_leaf(self, grad)
+            return
+
+        # 1. topological order of the interior nodes, without recursion
+        order, seen, stack = [], {id(self)}, [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for p in node._parents:
+                if p._backward is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    stack.append((p, False))
+
+        # 2. reverse walk: each node turns its gradient into its parents' gradients
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            parent_grads = node._backward(g)
+            if _anomaly:
+                for pg in parent_grads:
+                    if pg is not None:
+                        _check_finite(pg, f"the backward of '{node._op}'")
+            for p, pg in zip(node._parents, parent_grads):
+                if pg is None or not p.requires_grad:
+                    continue
+                if p._backward is None:
+                    _accumulate_leaf(p, pg)
+                else:
+                    prev = grads.get(id(p))
+                    grads[id(p)] = pg if prev is None else prev + pg
+
+        # 3. free the graph: closures hold the activations
+        if not retain_graph:
+            for node in order:
+                node._backward = _freed_backward
+                node._parents = ()
+
+
+def _freed_backward(g):
+    raise RuntimeError("Trying to backward through the graph a second time: its buffers were freed "
+                       "after the first backward. Pass retain_graph=True to the first backward.")
+
+
+def _accumulate_leaf(t: Tensor, g):
+    if g.dtype != t.data.dtype:
+        g = g.astype(t.data.dtype)
+    if g.shape != t.data.shape:
+        g = g.reshape(t.data.shape)
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def _make(data, parents, backward, op) -> Tensor:
+    """The output of an op: records the graph node only when a parent needs a gradient."""
+    out = Tensor.__new__(Tensor)
+    out.data = data
+    out.grad = None
+    out._op = None
+    if _anomaly:
+        _check_finite(data, f"'{op}'")
+    if _grad_mode.enabled:
+        for p in parents:
+            if p.requires_grad:
+                out.requires_grad = True
+                out._parents = parents
+                out._backward = backward
+                out._op = op
+                return out
+    out.requires_grad = False
+    out._parents = ()
+    out._backward = None
+    return out
+
+
+def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -> Tensor:
+    """Make a tensor from an array, a (nested) list or a number.
+
+    Python floats become float32 (as in PyTorch); NumPy arrays keep their dtype
+    unless ``dtype`` is given; integers become int64.
+
+    Args:
+        data: array-like (NumPy array, CuPy array, list, number or Tensor).
+        requires_grad: record operations on it for backward (float dtypes only).
+        dtype: the NumPy dtype to convert to (e.g. ``np.float64``).
+        device: 'cpu' or 'cuda'.
+    """
+    device = backend.check_device(device)
+    if isinstance(data, Tensor):
+        data = data.data
+    if backend.is_cupy_array(data):
+        arr = data.astype(dtype) if dtype is not None else data.copy()
+    else:
+        src_is_array = isinstance(data, np.ndarray)
+        arr = np.array(data, dtype=dtype)
+        if dtype is None and not src_is_array:
+            if arr.dtype == np.float64:
+                arr = arr.astype(np.float32)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)
+    if arr.dtype == object:
+        raise TypeError("tensor(): data must be numeric, got an object array")
+    return Tensor(backend.to_device(arr, device), requires_grad=requires_grad)
+
+
+# ------------------------------------------------------ elementary ops ----
+# Each op: compute the forward with the array module, then a closure that maps
+# the output's gradient to the inputs' gradients.
+
+def _as_tensor(x, like: Tensor) -> Tensor:
+    if isinstance(x, Tensor):
+        if x.device != like.device:
+            raise RuntimeError(f"expected both tensors on the same device, got '{like.device}' and '{x.device}'")
+        return x
+    if isinstance(x, (int, float, np.number, bool)):
+        xp = backend.get_array_module(like.data)
+        return Tensor(xp.asarray(x, dtype=like.dtype if like.dtype.kind == "f" else None))
+    return Tensor(backend.to_device(np.asarray(x), like.device) if not backend.is_cupy_array(x) else x)
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` over the axes that broadcasting added or stretched, back to ``shape``."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def add(a: Tensor, b) -> Tensor:
+    """a + b (broadcasting)."""
+    b = _as_tensor(b, a)
+    sa, sb = a.shape, b.shape
+    return _make(a.data + b.data, (a, b),
+                 lambda g: (_unbroadcast(g, sa), _unbroadcast(g, sb)), "add")
+
+
+def sub(a: Tensor, b) -> Tensor:
+    """a - b (broadcasting)."""
+    b = _as_tensor(b, a)
+    sa, sb = a.shape, b.shape
+    return _make(a.data - b.data, (a, b),
+                 lambda g: (_unbroadcast(g, sa), _unbroadcast(-g, sb)), "sub")
+
+
+def mul(a: Tensor, b) -> Tensor:
+    """a * b (broadcasting); d/da = g * b, d/db = g * a."""
+    b = _as_tensor(b, a)
+
+    def backward(g):
+        return (_unbroadcast(g * b.data, a.shape) if a.requires_grad else None,
+                _unbroadcast(g * a.data, b.shape) if b.requires_grad else None)
+    return _make(a.data * b.data, (a, b), backward, "mul")
+
+
+def div(a: Tensor, b) -> Tensor:
+    """a / b (broadcasting); d/da = g / b, d/db = -g * a / b**2."""
+    b = _as_tensor(b, a)
+
+    def backward(g):
+        return (_unbroadcast(g / b.data, a.shape) if a.requires_grad else None,
+                _unbroadcast(-g * a.data / (b.data * b.data), b.shape) if b.requires_grad else None)
+    return _make(a.data / b.data, (a, b), backward, "div")
+
+
+def neg(a: Tensor) -> Tensor:
+    """-a."""
+    return _make(-a.data, (a,), lambda g: (-g,), "neg")
+
+
+def pow_(a: Tensor, exponent: float) -> Tensor:
+    """a ** exponent for a number exponent; d/da = exponent * a ** (exponent - 1) * g."""
+    if not isinstance(exponent, (int, float)):
+        raise TypeError(f"pow: exponent must be a Python number, got {type(exponent).__name__}")
+    return _make(a.data ** exponent, (a,),
+                 lambda g: (g * exponent * a.data ** (exponent - 1),), "pow")
+
+
+def matmul(a: Tensor, b) -> Tensor:
+    """a @ b for 1-D or 2-D operands (and stacks of matrices)."""
+    b = _as_tensor(b, a)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: both operands need at least one dimension")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    xp = backend.get_array_module(a.data, b.data)
+
+    def backward(g):
+        A = a.data if a.ndim > 1 else a.data[None, :]
+        B = b.data if b.ndim > 1 else b.data[:, None]
+        G = g
+        if a.ndim == 1:
+            G = G[..., None, :]
+        if b.ndim == 1:
+            G = G[..., None]
+        ga = gb = None
+        if a.requires_grad:
+            ga = _unbroadcast(xp.matmul(G, xp.swapaxes(B, -1, -2)), A.shape).reshape(a.shape)
+        if b.requires_grad:
+            gb = _unbroadcast(xp.matmul(xp.swapaxes(A, -1, -2), G), B.shape).reshape(b.shape)
+        return ga, gb
+    return _make(xp.matmul(a.data, b.data), (a, b), backward, "matmul")
+
+
+def sum_(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """Sum over ``axis`` (all axes when None); the gradient broadcasts back."""
+    xp = backend.get_array_module(a.data)
+    shape = a.shape
+
+    def backward(g):
+        if not keepdims and axis is not None:
+            g = xp.expand_dims(g, axis)
+        return (xp.broadcast_to(g, shape).copy(),)
+    return _make(a.data.sum(axis=axis, keepdims=keepdims), (a,), backward, "sum")
+
+
+def mean(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis`` (all axes when None)."""
+    n = a.data.size if axis is None else int(np.prod([a.shape[i] for i in np.atleast_1d(axis)]))
+    if n == 0:
+        raise ValueError("mean(): cannot take the mean of zero elements")
+    s = sum_(a, axis=axis, keepdims=keepdims)
+    return mul(s, 1.0 / n)
+
+
+def reshape(a: Tensor, *shape) -> Tensor:
+    """The same data with a new shape (one dimension may be -1)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    old = a.shape
+    return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(old),), "reshape")
+
+
+def transpose(a: Tensor) -> Tensor:
+    """Reverse the axes (a matrix transpose for 2-D tensors)."""
+    return _make(a.data.T, (a,), lambda g: (g.T,), "transpose")
+
+
+def getitem(a: Tensor, index) -> Tensor:
+    """a[index] (basic and advanced NumPy indexing); the gradient scatters back."""
+    xp = backend.get_array_module(a.data)
+    if isinstance(index, Tensor):
+        index = index.data
+
+    def backward(g):
+        out = xp.zeros_like(a.data)
+        xp.add.at(out, index, g) if not isinstance(index, (int, slice)) else out.__setitem__(index, g)
+        return (out,)
+    return _make(a.data[index], (a,), backward, "getitem")
+
+
+Tensor.__add__ = add
+Tensor.__radd__ = lambda a, b: add(a, b)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda a, b: sub(_as_tensor(b, a), a)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda a, b: mul(a, b)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda a, b: div(_as_tensor(b, a), a)
+Tensor.__neg__ = neg
+Tensor.__pow__ = pow_
+Tensor.__matmul__ = matmul
+Tensor.__rmatmul__ = lambda a, b: matmul(_as_tensor(b, a), a)
+Tensor.__getitem__ = getitem
+Tensor.sum = sum_
+Tensor.mean = mean
+Tensor.reshape = reshape
+Tensor.T = property(transpose)
+
+
+def _relu_method(self):
+    from .functional import relu
+    return relu(self)
+
+
+Tensor.relu = _relu_method
