@@ -58,6 +58,8 @@ def softmax_xent(logits, target, reduction="mean", out=None):
     Returns (loss as a 0-d array of the logits' dtype, grad of shape (N, C)).
     """
     n = logits.shape[0]
+    if n == 0:
+        raise ValueError("softmax_xent: logits have an empty batch (N = 0)")
     m = logits.max(axis=1, keepdims=True)
     e = np.exp(logits - m)
     s = e.sum(axis=1, keepdims=True)

@@ -1,0 +1,257 @@
+// tinytl._C: the Python face of the C++ kernels. The only file that includes pybind11.
+//
+// Every wrapper checks its arguments completely before any memory is written:
+// dtype (float32/float64, shared by all floating arguments; labels int64), layout
+// (C-contiguous, aligned, writeable for outputs), shapes, overlaps and label range.
+// Nothing is converted: a wrong array is a TypeError/ValueError naming the argument,
+// never a silent copy (a copy of an output would lose the write).
+// Twins: tinytl/kernels/reference.py (the specification), tinytl/kernels/cpu.py (callers).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "linear.h"
+#include "sgd.h"
+#include "softmax_xent.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// Above this many elements the GIL is released while the kernel runs.
+constexpr py::ssize_t kReleaseGil = py::ssize_t(1) << 14;
+
+std::string shape_str(const std::vector<py::ssize_t>& s) {
+    std::string r = "(";
+    for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+    return r + (s.size() == 1 ? ",)" : ")");
+}
+std::vector<py::ssize_t> shape_of(const py::array& a) { return {a.shape(), a.shape() + a.ndim()}; }
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// The dtype every floating argument of the call must share: float32 or float64.
+bool is_f32(const char* fn, const py::array& a, const char* name) {
+    if (a.dtype().equal(py::dtype::of<float>())) return true;
+    if (a.dtype().equal(py::dtype::of<double>())) return false;
+    throw py::type_error(std::string(fn) + ": " + name + " must be a float32 or float64 array, got dtype " +
+                         dtype_str(a));
+}
+
+void check_dtype(const char* fn, const py::array& a, const char* name, bool f32, const char* ref) {
+    const py::dtype want = f32 ? py::dtype::of<float>() : py::dtype::of<double>();
+    if (!a.dtype().equal(want))
+        throw py::type_error(std::string(fn) + ": " + name + " must be " + (f32 ? "float32" : "float64") +
+                             " (the dtype of " + ref + "), got dtype " + dtype_str(a));
+}
+
+void check_layout(const char* fn, const py::array& a, const char* name, bool writeable) {
+    const int flags = a.flags();
+    if (!(flags & py::array::c_style))
+        throw py::value_error(std::string(fn) + ": " + name + " must be C-contiguous");
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::value_error(std::string(fn) + ": " + name + " must be aligned");
+    if (writeable && !a.writeable())
+        throw py::value_error(std::string(fn) + ": " + name + " is read-only; it is written in place");
+}
+
+void check_shape(const char* fn, const py::array& a, const char* name, const std::vector<py::ssize_t>& want) {
+    const auto got = shape_of(a);
+    if (got != want)
+        throw py::value_error(std::string(fn) + ": " + name + " must have shape " + shape_str(want) + ", got " +
+                              shape_str(got));
+}
+
+// `out` (written) may be exactly `in` (same memory, read before written per element) or
+// separate from it; a partial overlap would read values the kernel has already written.
+void check_overlap(const char* fn, const py::array& out, const char* oname, const py::array& in, const char* iname,
+                   bool allow_same) {
+    const auto* o = static_cast<const char*>(out.data());
+    const auto* i = static_cast<const char*>(in.data());
+    const py::ssize_t on = out.nbytes(), in_n = in.nbytes();
+    if (on == 0 || in_n == 0 || o + on <= i || i + in_n <= o) return;
+    if (allow_same && o == i && on == in_n) return;
+    throw py::value_error(std::string(fn) + ": " + oname + " overlaps " + iname +
+                          (allow_same ? " partially; pass the same array or a separate one" : "; pass a separate array"));
+}
+
+// An optional array argument: None, or an ndarray (never converted).
+std::optional<py::array> optional_array(const char* fn, const py::object& o, const char* name) {
+    if (o.is_none()) return std::nullopt;
+    if (!py::isinstance<py::array>(o))
+        throw py::type_error(std::string(fn) + ": " + name + " must be a numpy.ndarray or None, got " +
+                             py::str(py::type::of(o).attr("__name__")).cast<std::string>());
+    return py::reinterpret_borrow<py::array>(o);
+}
+
+template <typename T> T* ptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+template <typename T> const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
+template <typename T> const T* cptr(const std::optional<py::array>& a) { return a ? cptr<T>(*a) : nullptr; }
+
+// ---------------------------------------------------------------- linear ----
+
+py::array linear_forward_epilogue(py::array y, py::object bias_obj, bool relu, py::array out) {
+    const char* fn = "linear_forward_epilogue";
+    const bool f32 = is_f32(fn, y, "y");
+    auto bias = optional_array(fn, bias_obj, "bias");
+    if (bias) check_dtype(fn, *bias, "bias", f32, "y");
+    check_dtype(fn, out, "out", f32, "y");
+    check_layout(fn, y, "y", false);
+    if (bias) check_layout(fn, *bias, "bias", false);
+    check_layout(fn, out, "out", true);
+    if (y.ndim() != 2) throw py::value_error(std::string(fn) + ": y must have shape (N, M), got " + shape_str(shape_of(y)));
+    const py::ssize_t n = y.shape(0), m = y.shape(1);
+    if (bias) check_shape(fn, *bias, "bias", {m});
+    check_shape(fn, out, "out", {n, m});
+    check_overlap(fn, out, "out", y, "y", true);
+    if (bias) check_overlap(fn, out, "out", *bias, "bias", false);
+
+    std::optional<py::gil_scoped_release> nogil;
+    if (n * m >= kReleaseGil) nogil.emplace();
+    if (f32) tinytl::linear_forward_epilogue(cptr<float>(y), cptr<float>(bias), relu, ptr<float>(out), n, m);
+    else     tinytl::linear_forward_epilogue(cptr<double>(y), cptr<double>(bias), relu, ptr<double>(out), n, m);
+    return out;
+}
+
+py::tuple linear_backward_epilogue(py::array grad, py::array y, bool relu, bool bias_grad, py::array out) {
+    const char* fn = "linear_backward_epilogue";
+    const bool f32 = is_f32(fn, grad, "grad");
+    check_dtype(fn, y, "y", f32, "grad");
+    check_dtype(fn, out, "out", f32, "grad");
+    check_layout(fn, grad, "grad", false);
+    check_layout(fn, y, "y", false);
+    check_layout(fn, out, "out", true);
+    if (grad.ndim() != 2)
+        throw py::value_error(std::string(fn) + ": grad must have shape (N, M), got " + shape_str(shape_of(grad)));
+    const py::ssize_t n = grad.shape(0), m = grad.shape(1);
+    check_shape(fn, y, "y", {n, m});
+    check_shape(fn, out, "out", {n, m});
+    check_overlap(fn, out, "out", grad, "grad", true);
+    if (relu) check_overlap(fn, out, "out", y, "y", true);  // the mask reads y[i] before out[i] is written
+
+    py::object bg = py::none();
+    py::array bga;
+    if (bias_grad) {
+        bga = f32 ? py::array(py::array_t<float>(m)) : py::array(py::array_t<double>(m));
+        bg = bga;
+    }
+    std::optional<py::gil_scoped_release> nogil;
+    if (n * m >= kReleaseGil) nogil.emplace();
+    if (f32)
+        tinytl::linear_backward_epilogue(cptr<float>(grad), cptr<float>(y), relu, bias_grad ? ptr<float>(bga) : nullptr,
+                                         ptr<float>(out), n, m);
+    else
+        tinytl::linear_backward_epilogue(cptr<double>(grad), cptr<double>(y), relu,
+                                         bias_grad ? ptr<double>(bga) : nullptr, ptr<double>(out), n, m);
+    nogil.reset();
+    return py::make_tuple(out, bg);
+}
+
+// ------------------------------------------------- softmax cross-entropy ----
+
+py::tuple softmax_xent(py::array logits, py::array target, const std::string& reduction, py::array out) {
+    const char* fn = "softmax_xent";
+    const bool f32 = is_f32(fn, logits, "logits");
+    check_dtype(fn, out, "out", f32, "logits");
+    if (!target.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(std::string(fn) + ": target must be an int64 array of class indices, got dtype " +
+                             dtype_str(target));
+    if (reduction != "mean" && reduction != "sum")
+        throw py::value_error(std::string(fn) + ": reduction must be 'mean' or 'sum', got '" + reduction + "'");
+    check_layout(fn, logits, "logits", false);
+    check_layout(fn, target, "target", false);
+    check_layout(fn, out, "out", true);
+    if (logits.ndim() != 2)
+        throw py::value_error(std::string(fn) + ": logits must have shape (N, C), got " + shape_str(shape_of(logits)));
+    const py::ssize_t n = logits.shape(0), c = logits.shape(1);
+    if (n == 0) throw py::value_error(std::string(fn) + ": logits have an empty batch (N = 0)");
+    if (c == 0) throw py::value_error(std::string(fn) + ": logits have no classes (C = 0)");
+    check_shape(fn, target, "target", {n});
+    check_shape(fn, out, "out", {n, c});
+    check_overlap(fn, out, "out", logits, "logits", true);
+    check_overlap(fn, out, "out", target, "target", false);
+    const int64_t* t = cptr<int64_t>(target);
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (t[i] < 0 || t[i] >= c)
+            throw py::value_error(std::string(fn) + ": target[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
+                                  " is not a class index in [0, " + std::to_string(c) + ")");
+
+    const bool mean = reduction == "mean";
+    double loss;
+    {
+        std::optional<py::gil_scoped_release> nogil;
+        if (n * c >= kReleaseGil) nogil.emplace();
+        loss = f32 ? tinytl::softmax_xent(cptr<float>(logits), t, mean, ptr<float>(out), n, c)
+                   : tinytl::softmax_xent(cptr<double>(logits), t, mean, ptr<double>(out), n, c);
+    }
+    py::array l;
+    if (f32) { py::array_t<float> a(std::vector<py::ssize_t>{}); *a.mutable_data() = float(loss); l = a; }
+    else     { py::array_t<double> a(std::vector<py::ssize_t>{}); *a.mutable_data() = loss; l = a; }
+    return py::make_tuple(l, out);
+}
+
+// ------------------------------------------------------------------- sgd ----
+
+py::array sgd_step(py::array param, py::array grad, py::object buf_obj, double lr, double momentum, double dampening,
+                   double weight_decay, bool nesterov, bool first_step) {
+    const char* fn = "sgd_step";
+    const bool f32 = is_f32(fn, param, "param");
+    check_dtype(fn, grad, "grad", f32, "param");
+    std::optional<py::array> buf;
+    if (momentum != 0) {
+        buf = optional_array(fn, buf_obj, "buf");
+        if (!buf) throw py::value_error(std::string(fn) + ": buf is required when momentum != 0");
+        check_dtype(fn, *buf, "buf", f32, "param");
+    }
+    check_layout(fn, param, "param", true);
+    check_layout(fn, grad, "grad", false);
+    if (buf) check_layout(fn, *buf, "buf", true);
+    const auto shape = shape_of(param);
+    check_shape(fn, grad, "grad", shape);
+    if (buf) check_shape(fn, *buf, "buf", shape);
+    check_overlap(fn, param, "param", grad, "grad", true);
+    if (buf) {
+        check_overlap(fn, *buf, "buf", param, "param", false);
+        check_overlap(fn, *buf, "buf", grad, "grad", false);
+    }
+
+    const py::ssize_t n = param.size();
+    std::optional<py::gil_scoped_release> nogil;
+    if (n >= kReleaseGil) nogil.emplace();
+    if (f32)
+        tinytl::sgd_step(ptr<float>(param), cptr<float>(grad), buf ? ptr<float>(*buf) : nullptr, lr, momentum,
+                         dampening, weight_decay, nesterov, first_step, n);
+    else
+        tinytl::sgd_step(ptr<double>(param), cptr<double>(grad), buf ? ptr<double>(*buf) : nullptr, lr, momentum,
+                         dampening, weight_decay, nesterov, first_step, n);
+    nogil.reset();
+    return param;
+}
+
+}  // namespace
+
+// The table of contents: same names, same order as tinytl/kernels/reference.py.
+PYBIND11_MODULE(_C, m) {
+    m.doc() = "tinytl's fused C++ kernels; call them through tinytl.kernels.cpu (see reference.py for the maths)";
+
+    m.def("linear_forward_epilogue", &linear_forward_epilogue, "out = relu?(y + bias)",
+          py::arg("y").noconvert(), py::arg("bias").none(true), py::arg("relu"), py::arg("out").noconvert());
+    m.def("linear_backward_epilogue", &linear_backward_epilogue, "out = relu ? grad * (y > 0) : grad; (out, out.sum(0) | None)",
+          py::arg("grad").noconvert(), py::arg("y").noconvert(), py::arg("relu"), py::arg("bias_grad"),
+          py::arg("out").noconvert());
+    m.def("softmax_xent", &softmax_xent, "(loss, grad) of softmax cross-entropy",
+          py::arg("logits").noconvert(), py::arg("target").noconvert(), py::arg("reduction"), py::arg("out").noconvert());
+    m.def("sgd_step", &sgd_step, "torch.optim.SGD's update, in place on param and buf",
+          py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("buf").none(true), py::arg("lr"),
+          py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
+          py::arg("first_step"));
+
+#ifdef _OPENMP
+    m.attr("openmp") = true;
+#else
+    m.attr("openmp") = false;
+#endif
+}

@@ -1,0 +1,95 @@
+// Twin of reference.py's linear section: the epilogues of a Linear layer, one pass each.
+//
+// The loops are `omp simd`: no iteration depends on another, and out[i] may be the
+// same element as in[i] (read before written), so the compiler vectorises without
+// runtime alias checks. ReLU is written as the reference computes it: `v < 0 ? 0 : v`
+// keeps NaN (as np.maximum does) and the mask multiplies, so NaN/inf gradients
+// propagate exactly as grad * (y > 0) does in NumPy.
+#include "linear.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "parallel.h"
+
+namespace tinytl {
+
+template <typename T>
+void linear_forward_epilogue(const T* y, const T* bias, bool relu, T* out, int64_t n, int64_t m) {
+    parallel_for(n, m, [=](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i) {
+            const T* yi = y + i * m;
+            T* oi = out + i * m;
+            if (bias && relu) {
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) { T v = yi[j] + bias[j]; oi[j] = v < T(0) ? T(0) : v; }
+            } else if (bias) {
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) oi[j] = yi[j] + bias[j];
+            } else if (relu) {
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) { T v = yi[j]; oi[j] = v < T(0) ? T(0) : v; }
+            } else if (oi != yi) {
+                std::copy(yi, yi + m, oi);
+            }
+        }
+    });
+}
+
+// One block of rows: write the masked gradient and add its column sums into acc (double).
+template <typename T>
+static void backward_rows(const T* grad, const T* y, bool relu, double* acc, T* out,
+                          int64_t r0, int64_t r1, int64_t m) {
+    for (int64_t i = r0; i < r1; ++i) {
+        const T* gi = grad + i * m;
+        const T* yi = y + i * m;
+        T* oi = out + i * m;
+        if (relu && acc) {
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) { T v = gi[j] * T(yi[j] > T(0)); oi[j] = v; acc[j] += v; }
+        } else if (relu) {
+#pragma omp simd
+            for (int64_t j = 0; j < m; ++j) oi[j] = gi[j] * T(yi[j] > T(0));
+        } else {
+            if (oi != gi) std::copy(gi, gi + m, oi);
+            if (acc) {
+#pragma omp simd
+                for (int64_t j = 0; j < m; ++j) acc[j] += gi[j];
+            }
+        }
+    }
+}
+
+// The bias gradient is accumulated in double (whatever T is), per block of rows; blocks
+// have a fixed size and are combined in order, so the result does not depend on the
+// number of threads.
+template <typename T>
+void linear_backward_epilogue(const T* grad, const T* y, bool relu, T* bias_grad, T* out,
+                              int64_t n, int64_t m) {
+    if (!bias_grad) {
+        parallel_for(n, m, [=](int64_t r0, int64_t r1) { backward_rows(grad, y, relu, (double*)nullptr, out, r0, r1, m); });
+        return;
+    }
+    const int64_t rows_per_block = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(m, 1));
+    const int64_t blocks = std::max<int64_t>(1, (n + rows_per_block - 1) / rows_per_block);
+    std::vector<double> acc(size_t(blocks * m), 0.0);
+    double* a = acc.data();
+    parallel_for(blocks, rows_per_block * m, [=](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+            backward_rows(grad, y, relu, a + b * m, out, b * rows_per_block,
+                          std::min(n, (b + 1) * rows_per_block), m);
+    });
+    for (int64_t b = 1; b < blocks; ++b) {
+        const double* ab = a + b * m;
+#pragma omp simd
+        for (int64_t j = 0; j < m; ++j) a[j] += ab[j];
+    }
+    for (int64_t j = 0; j < m; ++j) bias_grad[j] = T(a[j]);
+}
+
+template void linear_forward_epilogue<float>(const float*, const float*, bool, float*, int64_t, int64_t);
+template void linear_forward_epilogue<double>(const double*, const double*, bool, double*, int64_t, int64_t);
+template void linear_backward_epilogue<float>(const float*, const float*, bool, float*, float*, int64_t, int64_t);
+template void linear_backward_epilogue<double>(const double*, const double*, bool, double*, double*, int64_t, int64_t);
+
+}  // namespace tinytl

@@ -1,0 +1,287 @@
+"""The C++ kernels (tinytl.kernels.cpu, built from csrc/) against their specification, reference.py.
+
+Random shapes come from hypothesis (batch 1 and empty batches included), in both dtypes,
+with C-contiguous and strided inputs, and with ``out`` aliasing the input. SGD is also
+checked against an update computed by hand for every option combination. The threaded
+path (large arrays) has its own cases. Arguments the binding must refuse are in
+test_kernels_fuzz.py.
+"""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tinytl.kernels import reference as R
+
+try:
+    from tinytl.kernels import cpu as C
+except ImportError as e:  # pragma: no cover - depends on the build
+    pytest.skip(f"tinytl._C is not importable ({e}); build it with `pip install --no-build-isolation -e .`",
+                allow_module_level=True)
+
+DTYPES = [np.float32, np.float64]
+LAYOUTS = ["c", "transposed", "strided", "reversed"]
+SETTINGS = settings(max_examples=150, deadline=None)
+TOL = {np.float32: dict(rtol=2e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+dims = st.integers(1, 40)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def data(rng, shape, dtype, zeros=True):
+    """Normal values with exact zeros and negative zeros sprinkled in (the ReLU boundary)."""
+    a = rng.standard_normal(shape).astype(dtype)
+    if zeros and a.size:
+        a.flat[rng.integers(0, a.size, size=max(1, a.size // 8))] = 0
+        a.flat[rng.integers(0, a.size, size=max(1, a.size // 16))] = -0.0
+    return a
+
+
+def layout(a, how):
+    """The same values as ``a`` in another memory layout (a view, not C-contiguous when it can)."""
+    if how == "c" or a.ndim == 0:
+        return a
+    if how == "transposed":
+        return np.ascontiguousarray(a.T).T
+    if how == "strided":
+        b = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        b[..., ::2] = a
+        return b[..., ::2]
+    return np.ascontiguousarray(a[::-1])[::-1]
+
+
+def bias_sum_tol(g):
+    """Tolerance for g.sum(0): the reference adds rows in the input dtype, tinytl in double."""
+    eps = np.finfo(g.dtype).eps
+    return dict(rtol=0, atol=4 * eps * max(1, g.shape[0]) * (float(np.abs(g).max()) if g.size else 0) + 1e-30)
+
+
+# ---------------------------------------------------------------- linear ----
+
+@SETTINGS
+@given(n=st.integers(0, 40), m=dims, dtype=st.sampled_from(DTYPES), relu=st.booleans(), has_bias=st.booleans(),
+       how=st.sampled_from(LAYOUTS), alias=st.booleans(), seed=seeds)
+def test_linear_forward_epilogue(n, m, dtype, relu, has_bias, how, alias, seed):
+    rng = np.random.default_rng(seed)
+    y = data(rng, (n, m), dtype)
+    bias = data(rng, (m,), dtype) if has_bias else None
+    want = R.linear_forward_epilogue(y, bias, relu)
+    if alias:
+        buf = y.copy()
+        got = C.linear_forward_epilogue(buf, bias, relu, buf)
+        assert got is buf
+    else:
+        got = C.linear_forward_epilogue(layout(y, how), None if bias is None else layout(bias, how), relu)
+    assert got.dtype == dtype and got.shape == (n, m)
+    np.testing.assert_array_equal(got, want)  # the same float operations: bit for bit
+
+
+@SETTINGS
+@given(n=st.integers(0, 40), m=dims, dtype=st.sampled_from(DTYPES), relu=st.booleans(), bias_grad=st.booleans(),
+       how=st.sampled_from(LAYOUTS), alias=st.booleans(), seed=seeds)
+def test_linear_backward_epilogue(n, m, dtype, relu, bias_grad, how, alias, seed):
+    rng = np.random.default_rng(seed)
+    grad = data(rng, (n, m), dtype)
+    y = np.maximum(data(rng, (n, m), dtype), 0)
+    want_g, want_b = R.linear_backward_epilogue(grad, y, relu, bias_grad)
+    if alias:
+        buf = grad.copy()
+        got_g, got_b = C.linear_backward_epilogue(buf, y, relu, bias_grad, buf)
+        assert got_g is buf
+    else:
+        got_g, got_b = C.linear_backward_epilogue(layout(grad, how), layout(y, how), relu, bias_grad)
+    np.testing.assert_array_equal(got_g, want_g)
+    if bias_grad:
+        assert got_b.dtype == dtype and got_b.shape == (m,)
+        np.testing.assert_allclose(got_b, want_b, **bias_sum_tol(want_g))
+    else:
+        assert got_b is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
+    y = np.array([[np.nan, -np.inf, np.inf, -0.0, 0.0, -1.0, 2.0]], dtype)
+    bias = np.array([0, 1, -1, 0, -0.0, 0.5, np.nan], dtype)
+    for relu in (False, True):
+        np.testing.assert_array_equal(C.linear_forward_epilogue(y, bias, relu), R.linear_forward_epilogue(y, bias, relu))
+    grad = np.array([[np.nan, np.inf, 1, -1, np.inf, 3, -2]], dtype)
+    for relu in (False, True):
+        g, b = C.linear_backward_epilogue(grad, y, relu, True)
+        with np.errstate(invalid="ignore"):  # inf * 0 = nan, as in NumPy
+            wg, wb = R.linear_backward_epilogue(grad, y, relu, True)
+        np.testing.assert_array_equal(g, wg)
+        np.testing.assert_array_equal(b, wb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1024, 1024), (3, 40000), (70000, 3), (2048, 2049)])  # the last one is threaded
+def test_linear_epilogues_large(dtype, shape):
+    rng = np.random.default_rng(0)
+    y, bias, grad = data(rng, shape, dtype), data(rng, shape[1:], dtype), data(rng, shape, dtype)
+    np.testing.assert_array_equal(C.linear_forward_epilogue(y, bias, True), R.linear_forward_epilogue(y, bias, True))
+    g, b = C.linear_backward_epilogue(grad, y, True, True)
+    wg, wb = R.linear_backward_epilogue(grad, y, True, True)
+    np.testing.assert_array_equal(g, wg)
+    np.testing.assert_allclose(b, wb, **bias_sum_tol(wg))
+    exact = wg.astype(np.float64).sum(0)  # accumulated in double: within one rounding of the exact sum
+    np.testing.assert_allclose(b, exact, rtol=0, atol=2 * np.finfo(dtype).eps * np.abs(wg).sum(0).max())
+    g2, b2 = C.linear_backward_epilogue(grad, y, True, True)
+    np.testing.assert_array_equal(b, b2)  # deterministic
+
+
+# ------------------------------------------------- softmax cross-entropy ----
+
+def check_softmax(got, want, n, reduction, dtype, scale):
+    (gl, gg), (wl, wg) = got, want
+    assert isinstance(gl, np.ndarray) and gl.shape == () and gl.dtype == dtype and gg.dtype == dtype
+    tol = TOL[dtype]
+    np.testing.assert_allclose(gl, wl, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10 * scale)
+    per = 1 / n if reduction == "mean" else 1.0
+    np.testing.assert_allclose(gg, wg, rtol=tol["rtol"], atol=tol["atol"] * per)
+
+
+@SETTINGS
+@given(n=st.integers(1, 40), c=st.integers(1, 60), dtype=st.sampled_from(DTYPES),
+       reduction=st.sampled_from(["mean", "sum"]), scale=st.sampled_from([1.0, 30.0, 1e3]),
+       how=st.sampled_from(LAYOUTS), alias=st.booleans(), seed=seeds)
+def test_softmax_xent(n, c, dtype, reduction, scale, how, alias, seed):
+    rng = np.random.default_rng(seed)
+    logits = (data(rng, (n, c), dtype, zeros=False) * dtype(scale)).astype(dtype)
+    target = rng.integers(0, c, size=n).astype(np.int64)
+    want = R.softmax_xent(logits, target, reduction)
+    if alias:
+        buf = logits.copy()
+        got = C.softmax_xent(buf, target, reduction, buf)
+        assert got[1] is buf
+    else:
+        got = C.softmax_xent(layout(logits, how), layout(target, how), reduction)
+    check_softmax(got, want, n, reduction, dtype, scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1024, 1000), (2, 100000), (1, 1)])
+def test_softmax_xent_large_and_tiny(dtype, shape):
+    rng = np.random.default_rng(1)
+    logits = data(rng, shape, dtype, zeros=False)
+    target = rng.integers(0, shape[1], size=shape[0])
+    for reduction in ("mean", "sum"):
+        check_softmax(C.softmax_xent(logits, target, reduction), R.softmax_xent(logits, target, reduction),
+                      shape[0], reduction, dtype, 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_extreme_logits(dtype):
+    big = np.finfo(dtype).max / 4
+    logits = np.array([[big, 0, -big], [-1e30, -1e30, 0], [5, 5, 5], [-np.inf, 0, 1]], dtype)
+    target = np.array([0, 2, 1, 2])
+    loss, grad = C.softmax_xent(logits, target, "sum")
+    wl, wg = R.softmax_xent(logits, target, "sum")
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    np.testing.assert_allclose(loss, wl, rtol=1e-5)
+    np.testing.assert_allclose(grad, wg, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_nan_logits_give_nan_loss(dtype):
+    logits = np.array([[0, np.nan, 1], [1, 2, 3]], dtype)
+    loss, grad = C.softmax_xent(logits, np.array([0, 1]), "mean")
+    assert np.isnan(loss) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_empty_batch_raises(dtype):
+    # The contract: no loss for an empty batch (functional.cross_entropy raises the same).
+    with pytest.raises(ValueError, match="empty batch"):
+        C.softmax_xent(np.zeros((0, 5), dtype), np.zeros(0, np.int64), "mean")
+
+
+# ------------------------------------------------------------------- sgd ----
+
+def sgd_by_hand(p, g, b, lr, mom, damp, wd, nesterov, first):
+    """torch.optim.SGD's rule written out element by element, in float64."""
+    p, g = p.astype(np.float64).ravel(), g.astype(np.float64).ravel()
+    b = None if b is None else b.astype(np.float64).ravel()
+    new_p, new_b = p.copy(), None if b is None else b.copy()
+    for i in range(p.size):
+        d = g[i] + wd * p[i]
+        if mom != 0:
+            new_b[i] = d if first else mom * b[i] + (1 - damp) * d
+            d = d + mom * new_b[i] if nesterov else new_b[i]
+        new_p[i] = p[i] - lr * d
+    return new_p, new_b
+
+
+OPTIONS = list(itertools.product([0.0, 0.9], [0.0, 0.1], [0.0, 1e-2], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mom,damp,wd,nesterov,first", OPTIONS)
+def test_sgd_step_every_option(dtype, mom, damp, wd, nesterov, first):
+    rng = np.random.default_rng(7)
+    p0, g, b0 = (rng.standard_normal(37).astype(dtype) for _ in range(3))
+    p, b = p0.copy(), (b0.copy() if mom else None)
+    assert C.sgd_step(p, g, b, 0.05, mom, damp, wd, nesterov, first) is p
+    want_p, want_b = sgd_by_hand(p0, g, b0 if mom else None, 0.05, mom, damp, wd, nesterov, first)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(p, want_p, **tol)
+    if mom:
+        np.testing.assert_allclose(b, want_b, **tol)
+    # and bit for bit against the reference (same float operations, no FMA contraction)
+    rp, rb = p0.copy(), (b0.copy() if mom else None)
+    R.sgd_step(rp, g, rb, 0.05, mom, damp, wd, nesterov, first)
+    np.testing.assert_array_equal(p, rp)
+    if mom:
+        np.testing.assert_array_equal(b, rb)
+
+
+@SETTINGS
+@given(shape=st.sampled_from([(), (0,), (1,), (5, 0), (3, 4), (2, 3, 5), (70000,), (300, 257)]),
+       dtype=st.sampled_from(DTYPES), opts=st.sampled_from(OPTIONS), steps=st.integers(1, 3),
+       lr=st.sampled_from([1e-3, 0.1, 1.0]), how=st.sampled_from(LAYOUTS), alias_grad=st.booleans(), seed=seeds)
+def test_sgd_step_many_steps(shape, dtype, opts, steps, lr, how, alias_grad, seed):
+    mom, damp, wd, nesterov, _ = opts
+    rng = np.random.default_rng(seed)
+    p, rp = data(rng, shape, dtype), None
+    rp = p.copy()
+    b, rb = (np.zeros(shape, dtype), np.zeros(shape, dtype)) if mom else (None, None)
+    for k in range(steps):
+        if alias_grad:  # grad is the parameter itself (allowed: read before written, per element)
+            R.sgd_step(rp, rp.copy(), rb, lr, mom, damp, wd, nesterov, k == 0)
+            C.sgd_step(p, p, b, lr, mom, damp, wd, nesterov, k == 0)
+        else:
+            g = data(rng, shape, dtype)
+            R.sgd_step(rp, g, rb, lr, mom, damp, wd, nesterov, k == 0)
+            C.sgd_step(p, layout(g, how), b, lr, mom, damp, wd, nesterov, k == 0)
+    np.testing.assert_array_equal(p, rp)
+    if mom:
+        np.testing.assert_array_equal(b, rb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_step_large_is_threaded_and_exact(dtype):
+    rng = np.random.default_rng(3)
+    n = (1 << 22) + 3
+    p, g = data(rng, n, dtype), data(rng, n, dtype)
+    rp, b, rb = p.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+    for first in (True, False):
+        C.sgd_step(p, g, b, 0.01, 0.9, 0.0, 1e-4, True, first)
+        R.sgd_step(rp, g, rb, 0.01, 0.9, 0.0, 1e-4, True, first)
+    np.testing.assert_array_equal(p, rp)
+    np.testing.assert_array_equal(b, rb)
+
+
+def test_sgd_step_ignores_buf_without_momentum():
+    p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    C.sgd_step(p, g, "anything", 0.5, 0.0, 0.0, 0.0, False, True)
+    np.testing.assert_array_equal(p, 0.5)
+
+
+def test_module_is_a_table_of_contents():
+    """The binding exposes exactly the reference's kernels, under the same names."""
+    from tinytl import _C
+    import inspect
+    ref = [n for n, f in vars(R).items() if inspect.isfunction(f) and not n.startswith("_")]
+    assert all(hasattr(_C, n) and hasattr(C, n) for n in ref)
+    for n in ref:
+        assert list(inspect.signature(getattr(C, n)).parameters) == list(inspect.signature(getattr(R, n)).parameters)

@@ -1,0 +1,298 @@
+"""Fuzzing the C++ bindings: arbitrary arrays in, and never a crash or a lost write out.
+
+Hypothesis builds every argument from every NumPy dtype (bool, ints, float16, complex,
+object, big-endian floats), zero-size and one-element shapes, mismatched shapes, and
+Fortran-ordered, negatively strided, strided, unaligned and read-only layouts; labels
+sit at the boundaries (-1, C, 2**31, 2**63 - 1). For each call through
+tinytl.kernels.cpu, either
+- it succeeds, and then matches the reference (the inputs were ones it converts), or
+- it raises TypeError/ValueError naming an argument, and left every buffer untouched.
+Writing into a copy of an in-place argument would lose the update: the last tests show
+each in-place kernel raises instead.
+"""
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tinytl.kernels import reference as R
+
+try:
+    from tinytl.kernels import cpu as C
+except ImportError as e:  # pragma: no cover - depends on the build
+    pytest.skip(f"tinytl._C is not importable ({e}); build it with `pip install --no-build-isolation -e .`",
+                allow_module_level=True)
+
+FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DTYPES = [np.bool_, np.int8, np.int32, np.int64, np.uint8, np.uint64, np.float16, np.float32, np.float64,
+          np.longdouble, np.complex64, np.complex128, object, ">f4", ">f8"]
+FLOATS = [np.float32, np.float64]
+LAYOUTS = ["c", "c", "fortran", "reversed", "strided", "unaligned", "readonly"]
+LABELS = [-1, 0, 1, 2**31, 2**63 - 1, -(2**63)]
+
+
+def build(rng, shape, dtype, how, values=None):
+    """An array of ``shape`` and ``dtype`` laid out as ``how`` (always with the same values)."""
+    v = rng.standard_normal(shape) if values is None else np.asarray(values).reshape(shape)
+    dt = np.dtype(dtype)
+    a = v.astype(dt) if dt != object else v.astype(object)
+    if how == "fortran":
+        a = np.asfortranarray(a)
+    elif how == "reversed" and a.ndim:
+        a = np.ascontiguousarray(a[::-1])[::-1]
+    elif how == "strided" and a.ndim:
+        b = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        b[..., ::2] = a
+        a = b[..., ::2]
+    elif how == "unaligned" and a.dtype.itemsize > 1 and a.dtype != object and a.size:
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        u = raw[1:].view(a.dtype).reshape(a.shape)
+        u[...] = a
+        a = u
+    elif how == "readonly":
+        a.flags.writeable = False
+    return a
+
+
+@st.composite
+def arrays(draw, shape, floats_likely=True):
+    """(array, is_exact): a weird or a well-formed array around ``shape``."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from(FLOATS if floats_likely and draw(st.booleans()) else DTYPES))
+    kind = draw(st.sampled_from(["same", "same", "same", "zero", "one", "mismatch", "ndim"]))
+    if kind == "zero":
+        shape = (0,) + tuple(shape[1:]) if shape else (0,)
+    elif kind == "one":
+        shape = (1,) * max(1, len(shape))
+    elif kind == "mismatch":
+        shape = tuple(s + 1 for s in shape) if shape else (2,)
+    elif kind == "ndim":
+        shape = tuple(shape) + (1,)
+    return build(rng, shape, dtype, draw(st.sampled_from(LAYOUTS)))
+
+
+def snapshot(*arrays):
+    return [None if not isinstance(a, np.ndarray) else a.copy() for a in arrays]
+
+
+def assert_untouched(arrays, before):
+    for a, b in zip(arrays, before):
+        if isinstance(a, np.ndarray) and a.dtype != object:
+            np.testing.assert_array_equal(a, b, err_msg="a kernel that raised had written into a buffer")
+
+
+def expect_named_error(excinfo, names):
+    assert excinfo.type in (TypeError, ValueError), excinfo
+    msg = str(excinfo.value)
+    assert any(n in msg for n in names), f"error does not name an argument: {msg}"
+
+
+def call_both(kernel, args, inplace, names):
+    """Run the reference on copies and the C++ kernel on ``args``; return (ref result or None, cpp result)."""
+    ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    before = snapshot(*[args[i] for i in inplace])
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = getattr(R, kernel)(*ref_args)
+    except Exception:
+        want = None
+    try:
+        got = getattr(C, kernel)(*args)
+    except Exception:
+        excinfo = pytest.ExceptionInfo.from_exc_info(sys.exc_info())
+        expect_named_error(excinfo, names)
+        assert_untouched([args[i] for i in inplace], before)
+        return None, None, ref_args
+    assert want is not None, "the C++ kernel accepted arguments the reference refuses"
+    return want, got, ref_args
+
+
+def close(a, b, dtype):
+    tol = dict(rtol=1e-4, atol=1e-5) if np.dtype(dtype) == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), equal_nan=True, **tol)
+
+
+# ---------------------------------------------------------------- linear ----
+
+@FUZZ
+@given(n=st.integers(0, 5), m=st.integers(0, 5), st_data=st.data(), relu=st.booleans(), with_bias=st.booleans(),
+       with_out=st.booleans())
+def test_fuzz_linear_forward_epilogue(n, m, st_data, relu, with_bias, with_out):
+    y = st_data.draw(arrays((n, m)))
+    bias = st_data.draw(arrays((m,))) if with_bias else None
+    out = st_data.draw(arrays((n, m))) if with_out else None
+    names = ["y", "bias", "out"]
+    want, got, _ = call_both("linear_forward_epilogue", [y, bias, relu, out], [2 + 1] if with_out else [], names)
+    if got is None:
+        return
+    assert got.dtype == y.dtype and got.flags.c_contiguous
+    if with_out:
+        assert got is out
+    close(got, want, y.dtype)
+
+
+@FUZZ
+@given(n=st.integers(0, 5), m=st.integers(0, 5), st_data=st.data(), relu=st.booleans(), bias_grad=st.booleans(),
+       with_out=st.booleans())
+def test_fuzz_linear_backward_epilogue(n, m, st_data, relu, bias_grad, with_out):
+    grad = st_data.draw(arrays((n, m)))
+    y = st_data.draw(arrays((n, m)))
+    out = st_data.draw(arrays((n, m))) if with_out else None
+    names = ["grad", "y", "out"]
+    want, got, _ = call_both("linear_backward_epilogue", [grad, y, relu, bias_grad, out],
+                             [4] if with_out else [], names)
+    if got is None:
+        return
+    if with_out:
+        assert got[0] is out
+    close(got[0], want[0], grad.dtype)
+    if bias_grad:
+        close(got[1], want[1], grad.dtype)
+    else:
+        assert got[1] is None
+
+
+# ------------------------------------------------- softmax cross-entropy ----
+
+@FUZZ
+@given(n=st.integers(0, 5), c=st.integers(0, 5), st_data=st.data(), reduction=st.sampled_from(["mean", "sum", "none"]),
+       with_out=st.booleans(), label_kind=st.sampled_from(["valid", "valid", "boundary"]),
+       label_dtype=st.sampled_from([np.int64, np.int64, np.longlong, np.int32, np.uint64, np.int8, np.float64,
+                                    np.bool_, ">i8"]),
+       label_layout=st.sampled_from(LAYOUTS))
+def test_fuzz_softmax_xent(n, c, st_data, reduction, with_out, label_kind, label_dtype, label_layout):
+    logits = st_data.draw(arrays((n, c)))
+    rng = np.random.default_rng(st_data.draw(st.integers(0, 2**32 - 1)))
+    if label_kind == "valid":
+        t = rng.integers(0, max(c, 1), size=n)
+    else:
+        t = rng.integers(0, max(c, 1), size=n).astype(object)
+        if n:
+            t[st_data.draw(st.integers(0, n - 1))] = st_data.draw(st.sampled_from(LABELS + [c]))
+    with np.errstate(all="ignore"):
+        try:
+            target = build(rng, (n,), label_dtype, label_layout, values=np.array(t, dtype=object))
+        except (OverflowError, ValueError):
+            target = build(rng, (n,), np.int64, label_layout, values=np.array(t, dtype=np.int64))
+    out = st_data.draw(arrays((n, c))) if with_out else None
+    names = ["logits", "target", "reduction", "out"]
+    want, got, _ = call_both("softmax_xent", [logits, target, reduction, out], [3] if with_out else [], names)
+    if got is None:
+        return
+    assert reduction in ("mean", "sum") and np.dtype(target.dtype) == np.int64
+    assert logits.ndim == 2 and logits.shape[0] > 0 and target.shape == logits.shape[:1]
+    assert ((0 <= target) & (target < logits.shape[1])).all()
+    loss, grad = got
+    assert loss.shape == () and loss.dtype == logits.dtype
+    close(loss, want[0], logits.dtype)
+    close(grad, want[1], logits.dtype)
+    if with_out:
+        assert grad is out
+
+
+@pytest.mark.parametrize("bad", [-1, 3, 2**31, 2**32 + 1, 2**63 - 1, -(2**63)])
+def test_softmax_xent_names_the_first_bad_label(bad):
+    logits = np.zeros((4, 3), np.float32)
+    out = np.full((4, 3), 7, np.float32)
+    target = np.array([0, 2, bad, -5], np.int64)
+    with pytest.raises(ValueError, match=rf"target\[2\] = {bad} is not a class index in \[0, 3\)"):
+        C.softmax_xent(logits, target, "mean", out)
+    assert (out == 7).all()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint64, np.float64, np.float32, np.bool_, np.int8, np.uint32])
+def test_softmax_xent_refuses_labels_that_are_not_int64(dtype):
+    # 2**32 + 1 in uint64 would truncate to 1 through int32; floats are not labels
+    target = np.array([1, 0], dtype)
+    with pytest.raises(TypeError, match="target must be an int64"):
+        C.softmax_xent(np.zeros((2, 3), np.float32), target, "mean")
+
+
+# ------------------------------------------------------------------- sgd ----
+
+@FUZZ
+@given(shape=st.sampled_from([(), (0,), (1,), (3,), (2, 3), (1, 0, 2)]), st_data=st.data(),
+       momentum=st.sampled_from([0.0, 0.9]), with_buf=st.booleans(), nesterov=st.booleans(), first=st.booleans())
+def test_fuzz_sgd_step(shape, st_data, momentum, with_buf, nesterov, first):
+    param = st_data.draw(arrays(shape))
+    grad = st_data.draw(arrays(shape))
+    buf = st_data.draw(arrays(shape)) if with_buf else None
+    args = [param, grad, buf, 0.1, momentum, 0.1, 0.01, nesterov, first]
+    names = ["param", "grad", "buf"]
+    want, got, ref_args = call_both("sgd_step", args, [0, 2] if with_buf else [0], names)
+    if got is None:
+        return
+    assert got is param
+    close(param, ref_args[0], param.dtype)
+    if momentum and with_buf:
+        close(buf, ref_args[2], param.dtype)
+
+
+# ------------------------------------------- in-place writes are never lost ----
+
+def _calls(dtype_bad=np.float64):
+    """(kernel name, args builder taking the bad buffer, the argument's name), one per in-place argument."""
+    f32, z = np.float32, np.zeros
+    return [
+        ("linear_forward_epilogue", lambda o: (z((4, 3), f32), z(3, f32), True, o), "out"),
+        ("linear_backward_epilogue", lambda o: (z((4, 3), f32), z((4, 3), f32), True, True, o), "out"),
+        ("softmax_xent", lambda o: (z((4, 3), f32), np.zeros(4, np.int64), "mean", o), "out"),
+        ("sgd_step", lambda p: (p, z((4, 3), f32), z((4, 3), f32), 0.1, 0.9, 0.0, 0.0, False, True), "param"),
+        ("sgd_step", lambda b: (z((4, 3), f32), z((4, 3), f32), b, 0.1, 0.9, 0.0, 0.0, False, True), "buf"),
+    ]
+
+
+@pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
+def test_inplace_float64_where_float32_is_expected_raises(kernel, make, name):
+    buf = np.full((4, 3), 5.0, np.float64)
+    # For sgd_step the param sets the dtype: a float64 param meets float32 grad/buf, and it is
+    # the first mismatching argument that is named.
+    with pytest.raises(TypeError, match="grad" if name == "param" else name):
+        getattr(C, kernel)(*make(buf))
+    assert (buf == 5).all()
+
+
+@pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
+def test_inplace_non_contiguous_raises(kernel, make, name):
+    for bad in (np.full((3, 4), 5.0, np.float32).T, np.full((4, 6), 5.0, np.float32)[:, ::2],
+                np.full((4, 3), 5.0, np.float32)[::-1]):
+        with pytest.raises(ValueError, match=rf"{name} must be C-contiguous"):
+            getattr(C, kernel)(*make(bad))
+        assert (bad == 5).all()
+
+
+@pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
+def test_inplace_read_only_raises(kernel, make, name):
+    bad = np.full((4, 3), 5.0, np.float32)
+    bad.flags.writeable = False
+    with pytest.raises(ValueError, match=rf"{name} is read-only"):
+        getattr(C, kernel)(*make(bad))
+    assert (bad == 5).all()
+
+
+@pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
+def test_inplace_wrong_shape_and_non_array_raise(kernel, make, name):
+    # the first array sets the shape: a wrong param makes grad the mismatching argument
+    msg = r"grad must have shape \(3, 4\), got \(4, 3\)" if name == "param" else rf"{name} must have shape \(4, 3\), got \(3, 4\)"
+    with pytest.raises(ValueError, match=msg):
+        getattr(C, kernel)(*make(np.zeros((3, 4), np.float32)))
+    with pytest.raises(TypeError, match=name):
+        getattr(C, kernel)(*make([[0.0] * 3] * 4))
+
+
+def test_partial_overlap_is_refused():
+    base = np.zeros(13, np.float32)
+    y, out = base[:12].reshape(4, 3), base[1:].reshape(4, 3)
+    with pytest.raises(ValueError, match="out overlaps y partially"):
+        C.linear_forward_epilogue(y, None, True, out)
+    p = np.zeros(12, np.float32)
+    with pytest.raises(ValueError, match="buf overlaps param"):
+        C.sgd_step(p, np.zeros(12, np.float32), p, 0.1, 0.9, 0.0, 0.0, False, True)
+
+
+def test_momentum_without_buf_is_refused():
+    with pytest.raises(ValueError, match="buf is required"):
+        C.sgd_step(np.zeros(3, np.float32), np.zeros(3, np.float32), None, 0.1, 0.9, 0.0, 0.0, False, True)
