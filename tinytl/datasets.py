@@ -38,7 +38,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -127,21 +126,10 @@ def _read_cache(path: Path):
 
 
 def _write_cache(path: Path, d: dict) -> None:
-    """Write ``d`` to ``path`` atomically: a temporary file in the same folder, then one rename."""
+    """Write ``d`` to ``path`` atomically (``tinytl.io.atomic_write``)."""
+    from .io import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **d)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: np.savez(f, **d))
 
 
 def mnist1d(num_samples: int = 5000, seed: int = 42, train_split: float = 0.8, cache_dir=None,

@@ -113,9 +113,9 @@ def save(obj, path, metadata: dict[str, str] | None = None) -> None:
         comment = _NPZ_COMMENT + json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
         if len(comment) > 0xFFFF:
             raise ValueError(f"metadata is too large for an .npz file ({len(comment)} bytes, at most 65535)")
-        _atomic_write(path, lambda f: _write_npz(f, arrays, comment))
+        atomic_write(path, lambda f: _write_npz(f, arrays, comment))
     else:
-        _atomic_write(path, lambda f: _write_safetensors(f, arrays, meta))
+        atomic_write(path, lambda f: _write_safetensors(f, arrays, meta))
 
 
 def load(path) -> dict[str, np.ndarray]:
@@ -305,8 +305,13 @@ def _write_npz(f, arrays: dict, comment: bytes) -> None:
         zf.comment = comment
 
 
-def _atomic_write(path: str, write) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, then rename it over ``path``."""
+def atomic_write(path, write) -> None:
+    """Write through ``write(binary_file)`` into a temp file beside ``path``, then rename it over ``path``.
+
+    Used for every file tinytl writes (checkpoints, dataset caches, demo results): a crash or
+    kill at any moment leaves the old file or the new one, never a partial file.
+    """
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
     tmp = tempfile.NamedTemporaryFile(dir=folder, prefix="." + os.path.basename(path) + ".",

@@ -1,0 +1,185 @@
+"""The transfer-learning demo, end to end in --quick mode (a few seconds)."""
+import contextlib
+import gzip
+import io
+import json
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from tinytl import cli, demo
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One `tinytl demo --quick` run, shared by the tests below (capsys is per test: redirect by hand)."""
+    pytest.importorskip("mnist1d")
+    out = tmp_path_factory.mktemp("demo") / "out"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = cli.main(["demo", "--quick", "--out", str(out)])
+    return rc, stdout.getvalue(), stderr.getvalue(), out
+
+
+def test_quick_demo_prints_the_table(quick_run):
+    rc, out, err, _ = quick_run
+    assert rc == 0, err
+    for label in demo.METHODS.values():
+        assert label in out
+    for k in (5, 10, 20, 50, 100):
+        assert str(k) in out.splitlines()[3]          # the header row of the table
+    assert "results.json" in out
+    assert err == ""          # no progress bars when stderr is not a terminal
+
+
+def test_quick_demo_json_has_every_method_shot_and_seed(quick_run):
+    _, _, _, out = quick_run
+    with open(out / "results.json") as f:
+        r = json.load(f, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert r["config"]["quick"] is True
+    assert set(r["methods"]) == {"scratch", "probe", "finetune", "lp_ft", "l2sp"}
+    assert r["shots"] == [5, 10, 20, 50, 100]
+    n_seeds = r["config"]["seeds"]
+    for m in r["methods"]:
+        for k in r["shots"]:
+            accs = r["accuracy"][m][str(k)]
+            assert len(accs) == n_seeds and all(0.0 <= a <= 1.0 for a in accs)
+            assert r["summary"][m][str(k)]["mean"] == pytest.approx(np.mean(accs))
+    assert len(r["pretrain"]) == n_seeds
+    assert r["backend"]["cpu"] in ("cpp", "numpy")
+    assert r["timings"]["total_s"] > 0 and set(r["timings"]["methods_s"]) == set(r["methods"])
+    assert r["data"]["target_test"] > 0
+
+
+def test_quick_demo_transfer_beats_scratch_at_5_labels(quick_run):
+    """The point of the demo, checked even in the reduced run: pretrained features help with few labels."""
+    _, _, _, out = quick_run
+    r = json.loads((out / "results.json").read_text())
+    scratch = r["summary"]["scratch"]["5"]["mean"]
+    for m in ("probe", "finetune", "lp_ft", "l2sp"):
+        assert r["summary"][m]["5"]["mean"] > scratch + 0.05, (m, r["summary"][m]["5"], scratch)
+
+
+def test_quick_demo_png(quick_run):
+    _, out, _, folder = quick_run
+    png = folder / "results.png"
+    if not _has_matplotlib():
+        assert not png.exists() and "skipped" in out
+        return
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert "results.png" in out
+
+
+def test_demo_without_matplotlib_says_the_plot_was_skipped(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("mnist1d")
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)       # `import matplotlib...` now raises ImportError
+    rc = cli.main(["demo", "--quick", "--quiet", "--seeds", "1", "--shots", "5", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "plot" in out and "skipped" in out and "pip install 'tinytl[demo]'" in out
+    assert (tmp_path / "results.json").is_file()
+    assert not (tmp_path / "results.png").exists()
+
+
+def test_run_demo_accepts_a_dict_and_rejects_bad_configs():
+    pytest.importorskip("mnist1d")
+    r = demo.run_demo(dict(seeds=1, shots=[5], epochs=2, target_steps=5, hidden=8, quick=True))
+    assert r["shots"] == [5] and len(r["accuracy"]["l2sp"]["5"]) == 1
+    with pytest.raises(ValueError, match="overlap"):
+        demo.run_demo(dict(source_classes=[0, 1, 2], target_classes=[2, 3]))
+    with pytest.raises(ValueError, match="unknown config"):
+        demo.run_demo(dict(sedes=3))
+    with pytest.raises(ValueError, match="labels per class"):
+        demo.run_demo(dict(shots=[10**6], seeds=1, epochs=1))
+    with pytest.raises(ValueError, match="do not occur"):
+        demo.run_demo(dict(source_classes=[0, 1], target_classes=[10, 11], shots=[1], epochs=1))
+
+
+def test_parse_classes_and_shots():
+    assert demo.parse_classes("0-4") == [0, 1, 2, 3, 4]
+    assert demo.parse_classes("0,2, 7") == [0, 2, 7]
+    assert demo.parse_classes("0-2,7") == [0, 1, 2, 7]
+    assert demo.parse_shots("20,5,10") == [5, 10, 20]
+    for bad in ("", "4-1", "x", "1,1", "0-3,2"):
+        with pytest.raises(ValueError):
+            demo.parse_classes(bad)
+    for bad in ("", "0", "-5", "a", "5,5"):
+        with pytest.raises(ValueError):
+            demo.parse_shots(bad)
+
+
+def _write_idx(path, array):
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", n) for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_demo_on_idx_files(capsys, tmp_path):
+    """--data mnist-idx reads MNIST-format files (here: tiny synthetic 6x6 "images", 4 classes)."""
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 256, size=(4, 6, 6))
+    for kind, n in (("train", 120), ("t10k", 40)):
+        y = np.arange(n) % 4
+        x = np.clip(protos[y] + rng.normal(0, 30, size=(n, 6, 6)), 0, 255)
+        _write_idx(tmp_path / f"{kind}-images-idx3-ubyte.gz", x)
+        _write_idx(tmp_path / f"{kind}-labels-idx1-ubyte.gz", y)
+    out = tmp_path / "out"
+    rc = cli.main(["demo", "--data", "mnist-idx", "--path", str(tmp_path), "--source-classes", "0,1",
+                   "--target-classes", "2-3", "--shots", "2,5", "--seeds", "2", "--hidden", "8", "--steps", "10",
+                   "--quick", "--quiet", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    r = json.loads((out / "results.json").read_text())
+    assert r["data"]["input_dim"] == 36 and r["shots"] == [2, 5]
+    rc = cli.main(["demo", "--data", "mnist-idx", "--path", str(tmp_path), "--source-classes", "0,1",
+                   "--target-classes", "2-3", "--shots", "40", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "only 30" in err
+
+
+def test_progress_bars_on_a_terminal(tmp_path):
+    """On a terminal, one tqdm bar per phase on stderr (rate and time left); --quiet turns them off."""
+    pytest.importorskip("tqdm")
+    pytest.importorskip("mnist1d")
+    pty = pytest.importorskip("pty")   # noqa: F841  (POSIX only)
+    import os
+    import subprocess
+
+    def stderr_on_a_pty(*extra):
+        master, slave = os.openpty()
+        argv = [sys.executable, "-m", "tinytl", "demo", "--quick", "--seeds", "1", "--shots", "5",
+                "--out", str(tmp_path), *extra]
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:            # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(master)
+        assert p.wait(timeout=120) == 0
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    err = stderr_on_a_pty()
+    for phase in ["pretrain"] + list(demo.METHODS.values()):
+        assert phase in err, err[-2000:]
+    assert "100%" in err and "epoch/s" in err
+    assert stderr_on_a_pty("--quiet").strip() == ""

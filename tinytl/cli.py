@@ -1,0 +1,234 @@
+"""The ``tinytl`` command line (also ``python -m tinytl``).
+
+    tinytl demo [options]                  the transfer-learning experiment (tinytl/demo.py)
+    tinytl bench [options]                 the benchmarks (bench/run.py, from a source checkout)
+    tinytl inspect PATH                    what a checkpoint holds, from its header alone
+    tinytl transfer SRC DST --out OUT      copy the matching weights of SRC into DST, save as OUT
+
+Errors a user can fix (a bad option, a missing or corrupt file, a missing
+package) print one line on stderr and exit with status 2; no traceback.
+
+Read next: ``tinytl/demo.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .nn import Module, Parameter
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(message: str) -> int:
+    print(f"tinytl: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tinytl", description="tinytl: a small deep-learning engine for transfer learning.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"tinytl {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="pretrain on some classes, transfer to others with few labels",
+                          description="Pretrain an MLP on source classes, then learn target classes from k "
+                                      "labels per class five ways (from scratch, linear probe, fine-tune, "
+                                      "LP-FT, L2-SP); print a table, write results.json and results.png.")
+    from .demo import add_arguments
+    add_arguments(demo)
+
+    sub.add_parser("bench", help="run the benchmarks (bench/run.py; needs a source checkout)",
+                   add_help=False)      # every argument goes to bench/run.py (try: tinytl bench --help)
+
+    ins = sub.add_parser("inspect", help="list a checkpoint's tensors and metadata (reads the header only)",
+                         description="Print each tensor's name, dtype, shape and parameter count, the totals "
+                                     "and the metadata. Only the header is read: no tensor data, no code.")
+    ins.add_argument("path", metavar="PATH", help="a .safetensors or .npz checkpoint")
+
+    tr = sub.add_parser("transfer", help="copy the weights of SRC that match DST (name and shape) into OUT",
+                        description="Load both checkpoints; start from DST, copy every SRC tensor whose "
+                                    "(renamed) name and shape match; print the report; save OUT atomically.")
+    tr.add_argument("src", metavar="SRC", help="checkpoint to copy from")
+    tr.add_argument("dst", metavar="DST", help="checkpoint giving the destination's names and shapes")
+    tr.add_argument("--out", required=True, metavar="OUT", help="where to save the result")
+    tr.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                    help="rename source names starting with OLD to start with NEW (repeatable)")
+    tr.add_argument("--strict", action="store_true",
+                    help="fail (exit 2, nothing written) unless every tensor is copied and every source used")
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tinytl`` script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        return _guard(lambda: _bench(argv[1:]))
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:          # --help, --version (0) or a usage error (2, already printed)
+        return 0 if e.code is None else e.code
+    if args.command == "demo":
+        from . import demo
+        return _guard(lambda: demo.main(args))
+    if args.command == "inspect":
+        return _guard(lambda: _inspect(args.path))
+    return _guard(lambda: _transfer(args))
+
+
+def _guard(fn) -> int:
+    """Run a command; turn the errors a user can fix into one line and exit status 2."""
+    try:
+        return fn()
+    except FileNotFoundError as e:
+        name = e.filename if e.filename else None
+        return _fail(f"no such file: {name}" if name else str(e))
+    except (ValueError, ImportError, OSError) as e:
+        # ValueError covers tinytl.io.CheckpointError; ImportError a missing optional package.
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        print("tinytl: interrupted", file=sys.stderr)
+        return 130
+
+
+# ------------------------------------------------------------------ bench ----
+
+def _bench(argv) -> int:
+    run = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+    if not run.is_file():
+        return _fail("the benchmarks live in bench/ of the source checkout, not in the installed package: "
+                     "run 'tinytl bench' (or 'python bench/run.py') from a clone of the repository")
+    spec = importlib.util.spec_from_file_location("tinytl_bench_run", run)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rc = module.main(argv)
+    return 0 if rc is None else int(rc)
+
+
+# ---------------------------------------------------------------- inspect ----
+
+def _count(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _inspect(path) -> int:
+    from .io import read_header
+    if not os.path.isfile(path):
+        raise FileNotFoundError(2, "No such file", path) if not os.path.exists(path) else \
+            ValueError(f"{path}: not a file")
+    tensors, metadata = read_header(path)
+    rows = [(name, dtype, "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")",
+             _count(shape), nbytes) for name, (dtype, shape, nbytes) in tensors.items()]
+    print(f"{path}: {len(rows)} tensor{'s' if len(rows) != 1 else ''}")
+    if rows:
+        wn = max(len("name"), *(len(r[0]) for r in rows))
+        wd = max(len("dtype"), *(len(r[1]) for r in rows))
+        ws = max(len("shape"), *(len(r[2]) for r in rows))
+        head = f"{'name':<{wn}}  {'dtype':<{wd}}  {'shape':<{ws}}  {'params':>12}  {'bytes':>12}"
+        print(head)
+        print("-" * len(head))
+        for name, dtype, shape, count, nbytes in rows:
+            print(f"{name:<{wn}}  {dtype:<{wd}}  {shape:<{ws}}  {count:>12,}  {nbytes:>12,}")
+        print("-" * len(head))
+    total = sum(r[3] for r in rows)
+    total_bytes = sum(r[4] for r in rows)
+    print(f"total: {total:,} parameters, {total_bytes:,} bytes of tensor data")
+    if metadata:
+        print("metadata:")
+        w = max(len(k) for k in metadata)
+        for k in sorted(metadata):
+            print(f"  {k:<{w}}  {metadata[k]}")
+    else:
+        print("metadata: none")
+    return 0
+
+
+# --------------------------------------------------------------- transfer ----
+
+def _parse_renames(items) -> dict:
+    out = {}
+    for item in items:
+        old, sep, new = item.partition("=")
+        if not sep or not old:
+            raise ValueError(f"--rename: expected OLD=NEW (name prefixes), got {item!r}")
+        if old in out:
+            raise ValueError(f"--rename: prefix {old!r} is given twice")
+        out[old] = new
+    return out
+
+
+def _transfer(args) -> int:
+    from . import io
+    from . import transfer as T
+
+    rename = _parse_renames(args.rename)
+    for p in (args.src, args.dst):
+        if not os.path.exists(p):
+            raise FileNotFoundError(2, "No such file", p)
+    src = io.load(args.src)
+    dst = io.load(args.dst)
+    holder = _StateHolder(dst)
+    try:
+        report = T.transfer_weights(src, holder, rename=rename or None)
+    except ValueError as e:
+        if "no source tensor matches" not in str(e):
+            raise
+        raise ValueError(f"no tensor of {args.src} matches {args.dst} by name and shape; nothing written "
+                         f"(source names: {_few(src)}; destination names: {_few(dst)}; "
+                         f"a --rename OLD=NEW may be missing)") from None
+    print(report)
+    if args.strict and report.problems():
+        problems = report.problems()
+        return _fail(f"--strict: {len(problems)} problem(s), nothing written: " + "; ".join(problems[:5])
+                     + ("; ..." if len(problems) > 5 else ""))
+    out = dict(dst)
+    out.update(holder.arrays())
+    metadata = {k: v for k, v in io.load_metadata(args.dst).items() if k != io.CHECKSUM_KEY}
+    metadata["tinytl.transfer"] = (f"from {os.path.basename(args.src)}: {len(report.copied)} copied, "
+                                   f"{len(report.skipped_shape)} skipped (shape), {len(report.missing)} missing")
+    io.save(out, args.out, metadata=metadata)
+    print(f"saved {args.out}: {len(out)} tensors, {len(report.copied)} copied from {args.src}")
+    return 0
+
+
+def _few(state, n=4) -> str:
+    names = list(state)
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+class _StateHolder(Module):
+    """A Module whose parameters are the float tensors of a state dict, under their own names.
+
+    ``transfer_weights`` copies into a Module's parameters; this lets it copy
+    into a checkpoint's tensors without knowing the network they came from.
+    """
+
+    def __init__(self, state):
+        super().__init__()
+        object.__setattr__(self, "_flat", {k: Parameter(np.array(v)) for k, v in state.items()
+                                           if v.dtype in (np.float32, np.float64)})
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        yield from ((prefix + k, p) for k, p in self._flat.items())
+
+    def parameters(self, recurse: bool = True):
+        yield from self._flat.values()
+
+    def arrays(self) -> dict:
+        return {k: p.data for k, p in self._flat.items()}
