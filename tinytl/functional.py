@@ -130,7 +130,8 @@ def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
     loss, grad = _kernels.for_array(Z).softmax_xent(Z, t, reduction)
 
     def backward(g):
-        return (grad if float(g) == 1.0 else grad * g,)
+        g = float(g)           # a Python float keeps the gradient's dtype (NumPy 2 promotion rules)
+        return (grad if g == 1.0 else grad * g,)
     return _make(loss, (logits,), backward, "cross_entropy")
 
 

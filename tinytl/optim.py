@@ -214,7 +214,7 @@ class SGD:
         self.state = new_state
 
     def __repr__(self):
-        lines = [f"SGD ("]
+        lines = ["SGD ("]
         for i, g in enumerate(self.param_groups):
             opts = ", ".join(f"{k}={g[k]}" for k in _SGD_DEFAULTS)
             lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
