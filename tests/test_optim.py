@@ -147,3 +147,17 @@ def test_anomaly_mode_refuses_non_finite_step():
         with pytest.raises(FloatingPointError, match="non-finite"):
             opt.step()
     np.testing.assert_array_equal(a.data, 1.0)
+
+
+def test_freeze_then_unfreeze_without_a_step_restarts_momentum():
+    a = nn.Parameter(np.zeros(2))
+    opt = tl.optim.SGD([a], lr=1.0, momentum=0.9)
+    a.grad = np.ones(2)
+    opt.step()                            # buf = 1
+    a.requires_grad = False               # frozen and unfrozen with no step in between
+    assert a.grad is None                 # freezing drops the stale gradient at once
+    a.requires_grad = True
+    a.grad = np.ones(2)
+    before = a.data.copy()
+    opt.step()
+    np.testing.assert_allclose(a.data, before - 1.0)   # a fresh buffer, not 0.9 * 1 + 1

@@ -136,6 +136,10 @@ class SGD:
                     if st is None:
                         st = state[id(p)] = {}
                     buf = st.get("momentum_buffer")
+                    freezes = getattr(p, "_freezes", 0)
+                    if st.get("freezes", 0) != freezes:    # frozen since the last step: start afresh
+                        buf = None
+                        st["freezes"] = freezes
                     if buf is None:
                         xp = backend.get_array_module(data)
                         buf = st["momentum_buffer"] = xp.empty_like(data)
@@ -173,7 +177,7 @@ class SGD:
                 ids.append(i)
                 st = self.state.get(id(p))
                 if st:
-                    state[i] = {k: backend.to_numpy(v).copy() for k, v in st.items()}
+                    state[i] = {k: backend.to_numpy(v).copy() for k, v in st.items() if k != "freezes"}
             groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
         return {"state": state, "param_groups": groups}
 

@@ -28,21 +28,41 @@ from ..tensor import Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+_requires_grad_slot = Tensor.__dict__["requires_grad"]   # the plain attribute Tensor stores it in
+
+
 class Parameter(Tensor):
     """A Tensor that is a module's weight: requires a gradient unless frozen.
 
-    ``requires_grad`` is a real attribute (no typo'd ``require_grad`` can be set:
-    Parameters, like Tensors, have a fixed set of attributes).
+    Setting ``requires_grad = False`` freezes it: its stale gradient is dropped at
+    once, and the optimizer drops its momentum, so unfreezing later starts afresh.
+    Like Tensors, Parameters have a fixed set of attributes: a typo such as
+    ``p.require_grad = False`` raises AttributeError instead of freezing nothing.
     """
 
-    __slots__ = ()
+    __slots__ = ("_freezes",)   # how many times it was frozen (optimizers compare it)
 
     def __init__(self, data, requires_grad: bool = True):
         if isinstance(data, Tensor):
             data = data.data
         if data.dtype.kind != "f":
             raise TypeError(f"Parameter needs a floating-point array, got dtype {data.dtype}")
+        self._freezes = 0
+        _requires_grad_slot.__set__(self, False)
         super().__init__(data, requires_grad=requires_grad)
+
+    @property
+    def requires_grad(self) -> bool:
+        return _requires_grad_slot.__get__(self)
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        value = bool(value)
+        if not value:
+            if _requires_grad_slot.__get__(self):
+                self._freezes += 1
+            self.grad = None
+        _requires_grad_slot.__set__(self, value)
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
