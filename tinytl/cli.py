@@ -107,7 +107,9 @@ def _guard(fn) -> int:
 # ------------------------------------------------------------------ bench ----
 
 def _bench(argv) -> int:
-    run = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+    # the checkout this package was imported from (editable install), else the current folder
+    candidates = [Path(__file__).resolve().parents[1] / "bench" / "run.py", Path.cwd() / "bench" / "run.py"]
+    run = next((c for c in candidates if c.is_file()), candidates[0])
     if not run.is_file():
         return _fail("the benchmarks live in bench/ of the source checkout, not in the installed package: "
                      "run 'tinytl bench' (or 'python bench/run.py') from a clone of the repository")
