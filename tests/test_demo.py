@@ -163,7 +163,7 @@ def test_progress_bars_on_a_terminal(tmp_path):
         master, slave = os.openpty()
         argv = [sys.executable, "-m", "tinytl", "demo", "--quick", "--seeds", "1", "--shots", "5",
                 "--out", str(tmp_path), *extra]
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave)
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, cwd=tmp_path)   # the installed tinytl
         os.close(slave)
         chunks = []
         while True:
