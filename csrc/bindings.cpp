@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "linear.h"
+#include "parallel.h"
 #include "sgd.h"
 #include "softmax_xent.h"
 
@@ -249,9 +250,6 @@ PYBIND11_MODULE(_C, m) {
           py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
           py::arg("first_step"));
 
-#ifdef _OPENMP
-    m.attr("openmp") = true;
-#else
-    m.attr("openmp") = false;
-#endif
+    m.def("max_threads", &tinytl::max_threads,
+          "threads a large kernel may use (TINYTL_NUM_THREADS, else the CPUs this process may run on)");
 }

@@ -1,15 +1,27 @@
-// parallel_for: split [0, n) into one contiguous chunk per thread, with OpenMP when it
-// pays. Below kParallelMin units of work (about elements touched) a call runs on the
-// calling thread: on small arrays waking a thread team costs more than it saves.
-// Built without OpenMP, every call runs on the calling thread.
+// parallel_for: split [0, n) into contiguous chunks, one per thread, when the work is
+// large enough to pay for starting threads.
+//
+// Plain std::threads, started for the call and joined at its end: no thread team that
+// spins between calls. (An OpenMP build, tried first, made training steps 5-27x slower
+// on 2-core machines: libgomp's idle team spun at barriers while OpenBLAS's threads
+// wanted the same cores.) Starting and joining a thread costs ~20-50 us, so a call
+// uses one thread per kParallelMin units of work (about element passes), up to the
+// CPUs this process may run on (sched_getaffinity) or TINYTL_NUM_THREADS.
+// The chunking never changes results: every kernel computes each element (or each
+// fixed-size block) independently of how the range is split.
 //
 // TINYTL_SIMD_CLONES marks a compute-bound function to be compiled twice, for the
 // portable x86-64 baseline (SSE2) and for AVX2 + FMA (x86-64-v3); the loader picks the one the CPU runs
 // (GCC/Clang function multiversioning). Memory-bound loops gain nothing from it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
-#ifdef _OPENMP
-#include <omp.h>
+#include <cstdlib>
+#include <system_error>
+#include <thread>
+#include <vector>
+#ifdef __linux__
+#include <sched.h>
 #endif
 
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
@@ -22,26 +34,52 @@
 
 namespace tinytl {
 
-// 4M: on the 2-core machines measured, OpenMP halved memory-bound kernels on an idle
-// machine but made them 5-15x slower while other processes (or BLAS threads) held the
-// cores (libgomp spins at barriers); below this size the calling thread does it alone.
-constexpr int64_t kParallelMin = int64_t(1) << 22;
+// One more thread per this many units of work: ~1M element passes take 100-500 us.
+constexpr int64_t kParallelMin = int64_t(1) << 20;
+constexpr int kMaxThreads = 64;
+
+// Threads a kernel may use: TINYTL_NUM_THREADS if set (>= 1), else the CPUs in this
+// process's affinity mask (what a container or taskset allows), read once.
+inline int max_threads() {
+    static const int n = [] {
+        if (const char* e = std::getenv("TINYTL_NUM_THREADS")) {
+            const long v = std::strtol(e, nullptr, 10);
+            if (v >= 1) return int(std::min<long>(v, kMaxThreads));
+        }
+#ifdef __linux__
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0)
+            return std::max(1, std::min(int(CPU_COUNT(&set)), kMaxThreads));
+#endif
+        const unsigned h = std::thread::hardware_concurrency();
+        return h ? int(std::min<unsigned>(h, kMaxThreads)) : 1;
+    }();
+    return n;
+}
 
 // f(begin, end) is called on disjoint chunks covering [0, n); work = n * cost_per_item.
+// The calling thread runs the first chunk (and any whose thread could not start).
 template <typename F>
 inline void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
-#ifdef _OPENMP
-    if (n > 1 && n * cost_per_item >= kParallelMin && omp_get_max_threads() > 1) {
-#pragma omp parallel
-        {
-            const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-            const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-            if (begin < end) f(begin, end);
-        }
+    if (n <= 0) return;
+    const int64_t nt = std::min<int64_t>({int64_t(max_threads()), n, n * cost_per_item / kParallelMin});
+    if (nt <= 1) {
+        f(int64_t(0), n);
         return;
     }
-#endif
-    if (n > 0) f(0, n);
+    std::vector<std::thread> threads;
+    threads.reserve(size_t(nt - 1));
+    int64_t started = 1;
+    try {
+        for (; started < nt; ++started) {
+            const int64_t b = n * started / nt, e = n * (started + 1) / nt;
+            threads.emplace_back([&f, b, e] { f(b, e); });
+        }
+    } catch (const std::system_error&) {  // out of threads: the calling thread does the rest
+    }
+    f(int64_t(0), n / nt);
+    for (int64_t t = started; t < nt; ++t) f(n * t / nt, n * (t + 1) / nt);
+    for (auto& th : threads) th.join();
 }
 
 }  // namespace tinytl

@@ -39,15 +39,63 @@ static inline float exp_nonpositive(float x) {
 }
 static inline double exp_nonpositive(double x) { return std::exp(x); }
 
+// Max and sum of a row in four independent 32-byte vector accumulators (GCC vector
+// extensions: AVX2 registers in the AVX2 clone, SSE pairs in the baseline). `omp simd
+// reduction` kept its accumulator on the stack, a store-load chain per vector that
+// made this kernel 1.4 cycles per element. The max skips NaN (`z > m` is false), as
+// the scalar form did; a NaN still comes out through exp and the sum.
+template <typename T> struct Vec;
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(32))); };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(32))); };
+
+template <typename T>
+static inline __attribute__((always_inline)) typename Vec<T>::type load(const T* p) {
+    typename Vec<T>::type v;
+    std::memcpy(&v, p, sizeof v);   // an unaligned load
+    return v;
+}
+
+template <typename T>
+static inline __attribute__((always_inline)) T row_max(const T* z, int64_t c) {
+    using V = typename Vec<T>::type;
+    constexpr int W = int(sizeof(V) / sizeof(T));
+    V a[4];
+    for (auto& v : a) v = V{} + z[0];
+    int64_t j = 0;
+    for (; j + 4 * W <= c; j += 4 * W)
+        for (int k = 0; k < 4; ++k) {
+            const V x = load(z + j + k * W);
+            a[k] = x > a[k] ? x : a[k];
+        }
+    T m = z[0];
+    for (const auto& v : a)
+        for (int k = 0; k < W; ++k) m = v[k] > m ? v[k] : m;
+    for (; j < c; ++j) m = z[j] > m ? z[j] : m;
+    return m;
+}
+
+template <typename T>
+static inline __attribute__((always_inline)) T row_sum(const T* o, int64_t c) {
+    using V = typename Vec<T>::type;
+    constexpr int W = int(sizeof(V) / sizeof(T));
+    V a[4] = {};
+    int64_t j = 0;
+    for (; j + 4 * W <= c; j += 4 * W)
+        for (int k = 0; k < 4; ++k) a[k] += load(o + j + k * W);
+    const V v = (a[0] + a[1]) + (a[2] + a[3]);
+    T s = 0;
+    for (int k = 0; k < W; ++k) s += v[k];
+    for (; j < c; ++j) s += o[j];
+    return s;
+}
+
 template <typename T>
 static inline __attribute__((always_inline)) double softmax_xent_row(const T* z, int64_t t, T* o, int64_t c, T scale) {
     const T zt = z[t];
-    T m = z[0];
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < c; ++j) m = z[j] > m ? z[j] : m;
-    T s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) { const T e = exp_nonpositive(z[j] - m); o[j] = e; s += e; }
+    const T m = row_max(z, c);
+#pragma omp simd
+    for (int64_t j = 0; j < c; ++j) o[j] = exp_nonpositive(z[j] - m);
+    const T s = row_sum(o, c);
     const T k = scale / s;
 #pragma omp simd
     for (int64_t j = 0; j < c; ++j) o[j] *= k;

@@ -285,3 +285,38 @@ def test_module_is_a_table_of_contents():
     assert all(hasattr(_C, n) and hasattr(C, n) for n in ref)
     for n in ref:
         assert list(inspect.signature(getattr(C, n)).parameters) == list(inspect.signature(getattr(R, n)).parameters)
+
+
+_THREADS_SCRIPT = """
+import sys, numpy as np
+from tinytl import _C
+from tinytl.kernels import cpu as C
+rng = np.random.default_rng(7)
+z = rng.standard_normal((600, 3000)).astype(np.float32)           # softmax: threaded from ~2 rows of work
+t = rng.integers(0, 3000, 600)
+y = rng.standard_normal((2048, 2049)).astype(np.float32)
+p = rng.standard_normal((1 << 22) + 3).astype(np.float32)
+buf = np.zeros_like(p)
+loss, gz = C.softmax_xent(z, t, "mean")
+gy, gb = C.linear_backward_epilogue(y, y, True, True)
+fy = C.linear_forward_epilogue(y, gb, True)
+for first in (True, False):
+    C.sgd_step(p, p * 0.5, buf, 0.01, 0.9, 0.0, 1e-4, True, first)
+np.savez(sys.argv[1], threads=_C.max_threads(), loss=loss, gz=gz, gy=gy, gb=gb, fy=fy, p=p, buf=buf)
+"""
+
+
+def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
+    """TINYTL_NUM_THREADS=1 and =3 give bit-identical results on inputs large enough to split."""
+    import os
+    import subprocess
+    import sys
+    out = {}
+    for n in (1, 3):
+        path = tmp_path / f"t{n}.npz"
+        env = dict(os.environ, TINYTL_NUM_THREADS=str(n))
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(path)], env=env, check=True, timeout=300)
+        out[n] = dict(np.load(path))
+    assert int(out[1]["threads"]) == 1 and int(out[3]["threads"]) == 3
+    for k in ("loss", "gz", "gy", "gb", "fy", "p", "buf"):
+        np.testing.assert_array_equal(out[1][k], out[3][k], err_msg=k)

@@ -60,9 +60,18 @@ def for_array(a):
 
 
 def backend_info() -> dict:
-    """Which kernels are active: {'cpu': 'cpp'|'numpy', 'requested': ..., 'cpu_error': ...}."""
+    """Which kernels are active: {'cpu': 'cpp'|'numpy', 'cpu_threads': n, 'requested': ..., 'cpu_error': ...}.
+
+    ``cpu_threads``: the most threads one large C++ kernel call may use
+    (``TINYTL_NUM_THREADS``, else the CPUs this process may run on).
+    """
+    threads = 1
+    if cpu_kernels is not reference:
+        from .. import _C
+        threads = _C.max_threads()
     return {
         "cpu": "numpy" if cpu_kernels is reference else "cpp",
+        "cpu_threads": threads,
         "requested": _requested,
         "cpu_error": None if _cpu_error is None else str(_cpu_error),
         "cuda_loaded": _cuda_kernels is not None,
