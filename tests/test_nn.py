@@ -206,3 +206,41 @@ def test_loss_modules():
     with pytest.raises(ValueError, match="reduction"):
         nn.CrossEntropyLoss(reduction="avg")
     assert "reduction='sum'" in repr(nn.MSELoss(reduction="sum"))
+
+
+def test_linear_weight_is_stored_transposed_and_either_layout_trains_the_same():
+    """Linear keeps weight (out, in) in Fortran order (the GEMMs run on row-major operands);
+    a weight set from a C-ordered array must give the same forward, gradients and SGD steps,
+    the state dict hands out C-ordered arrays, and momentum buffers follow the weight."""
+    tl.manual_seed(3)
+    a = mlp(6, 5, 3, dtype=np.float64)
+    assert a[0].weight.data.flags.f_contiguous and not a[0].weight.data.flags.c_contiguous
+    b = mlp(6, 5, 3, dtype=np.float64)
+    b.load_state_dict(a.state_dict())
+    for lin in (b[0], b[2]):           # the other layout: C order
+        lin.weight = nn.Parameter(np.ascontiguousarray(lin.weight.data))
+    assert b[0].weight.data.flags.c_contiguous
+    assert all(v.flags.c_contiguous for v in a.state_dict().values())
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+    opts = [tl.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3) for m in (a, b)]
+    for _ in range(4):
+        for m, opt in zip((a, b), opts):
+            loss = nn.CrossEntropyLoss()(m(X), y)
+            loss.backward()
+            opt.step()
+        ga, gb = a[0].weight.grad, b[0].weight.grad
+        assert ga.flags.f_contiguous and gb.flags.c_contiguous      # each gradient in its weight's layout
+        np.testing.assert_allclose(ga, gb, rtol=1e-12, atol=1e-14)
+        for opt in opts:
+            opt.zero_grad()
+    for (n, wa), wb in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14, err_msg=n)
+    assert a[0].weight.data.flags.f_contiguous                         # SGD updated it in place
+    buf = opts[0].state[id(a[0].weight)]["momentum_buffer"]
+    assert buf.flags.f_contiguous
+    # a resumed optimizer (C-ordered arrays from state_dict) gets its buffers in the weight's layout
+    opt2 = tl.optim.SGD(a.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    opt2.load_state_dict(opts[0].state_dict())
+    assert opt2.state[id(a[0].weight)]["momentum_buffer"].flags.f_contiguous
+    np.testing.assert_array_equal(opt2.state[id(a[0].weight)]["momentum_buffer"], buf)

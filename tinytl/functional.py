@@ -55,7 +55,8 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
     if backend.is_cupy_array(X) != backend.is_cupy_array(W):
         _same_device(name or "linear", x, weight)
     K = _kernels.for_array(W)
-    y = X @ W.T
+    WT = W.T              # (in, out): C-contiguous when W is stored transposed, as Linear does
+    y = X @ WT
     b = None if bias is None else bias.data
     if b is not None or relu:
         y = K.linear_forward_epilogue(y, b, relu, y)
@@ -64,7 +65,11 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
     def backward(g):
         g, gb = K.linear_backward_epilogue(g, y, relu, need_b) if (relu or need_b) else (g, None)
         gx = g @ W if x.requires_grad else None
-        gW = g.T @ X if weight.requires_grad else None
+        gW = None
+        if weight.requires_grad:
+            # the gradient in the weight's own memory layout: (X.T @ g).T for a transposed
+            # weight (row-major GEMM, and SGD then walks both arrays in the same order)
+            gW = (X.T @ g).T if WT.flags.c_contiguous else g.T @ X
         return gx, gW, gb
 
     parents = (x, weight) if bias is None else (x, weight, bias)

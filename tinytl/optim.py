@@ -92,7 +92,7 @@ class SGD:
         g["params"] = ps
         if g["l2sp"]:
             for p in ps:
-                self.state.setdefault(id(p), {})["l2sp_anchor"] = p.data.copy()
+                self.state.setdefault(id(p), {})["l2sp_anchor"] = p.data.copy(order="K")
         self.param_groups.append(g)
 
     def zero_grad(self, set_to_none: bool = True):
@@ -144,25 +144,31 @@ class SGD:
                         xp = backend.get_array_module(data)
                         buf = st["momentum_buffer"] = xp.empty_like(data)
                         first = True
-                    elif buf.dtype != data.dtype or backend.is_cupy_array(buf) != backend.is_cupy_array(data):
-                        buf = st["momentum_buffer"] = _on_like(buf, data)
+                    elif (buf.dtype != data.dtype or buf.strides != data.strides
+                          or backend.is_cupy_array(buf) != backend.is_cupy_array(data)):
+                        buf = st["momentum_buffer"] = _on_like(buf, data)   # set by hand, or moved
                 K = _kernels.for_array(data)
+                if data.ndim > 1 and data.flags.f_contiguous and not data.flags.c_contiguous:
+                    # a transposed weight (Linear's layout): the update is elementwise, so it
+                    # runs on the C-contiguous transposes (the kernels take C order only)
+                    data, grad = data.T, grad.T
+                    buf = None if buf is None else buf.T
                 if anomaly:
-                    self._checked_step(K, p, grad, buf, lr, mom, damp, wd, nest, first)
+                    self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
                 else:
                     K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
 
     @staticmethod
-    def _checked_step(K, p, grad, buf, lr, mom, damp, wd, nest, first):
+    def _checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, shape):
         """The step on copies; committed only if every new value is finite (detect_anomaly)."""
-        xp = backend.get_array_module(p.data)
-        new_p = p.data.copy()
+        xp = backend.get_array_module(data)
+        new_p = data.copy()
         new_buf = None if buf is None else buf.copy()
         K.sgd_step(new_p, grad, new_buf, lr, mom, damp, wd, nest, first)
         if not bool(xp.isfinite(new_p).all()):
             raise FloatingPointError("detect_anomaly: SGD.step would write a non-finite value into a "
-                                     f"parameter of shape {p.shape}; the parameter was left unchanged")
-        p.data[...] = new_p
+                                     f"parameter of shape {shape}; the parameter was left unchanged")
+        data[...] = new_p
         if buf is not None:
             buf[...] = new_buf
 
@@ -226,9 +232,16 @@ class SGD:
 
 
 def _on_like(a, like):
-    """``a`` with the dtype and device of ``like`` (no copy when it already matches)."""
+    """``a`` with the dtype, device and memory layout of ``like`` (no copy when it already matches)."""
+    if tuple(a.shape) != tuple(like.shape):
+        raise ValueError(f"SGD: optimizer state of shape {tuple(a.shape)} for a parameter of shape {like.shape}")
     a = backend.to_device(a, backend.device_of(like))
-    return a if a.dtype == like.dtype else a.astype(like.dtype)
+    if a.dtype == like.dtype and a.strides == like.strides:
+        return a
+    xp = backend.get_array_module(like)
+    out = xp.empty_like(like)
+    out[...] = a
+    return out
 
 
 __all__ = ["SGD"]

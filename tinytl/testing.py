@@ -15,16 +15,15 @@ def numerical_grad(fn, inputs, index: int, eps: float = 1e-6) -> np.ndarray:
     """d sum(fn(*inputs)) / d inputs[index] by central differences."""
     x = inputs[index].data
     grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
     with no_grad():
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
+        for i in np.ndindex(x.shape):    # indexes x itself (x.reshape(-1) may be a copy)
+            old = x[i]
+            x[i] = old + eps
             plus = float(fn(*inputs).data.sum())
-            flat[i] = old - eps
+            x[i] = old - eps
             minus = float(fn(*inputs).data.sum())
-            flat[i] = old
-            gflat[i] = (plus - minus) / (2 * eps)
+            x[i] = old
+            grad[i] = (plus - minus) / (2 * eps)
     return grad
 
 
