@@ -315,7 +315,9 @@ def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
     for n in (1, 3):
         path = tmp_path / f"t{n}.npz"
         env = dict(os.environ, TINYTL_NUM_THREADS=str(n))
-        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(path)], env=env, check=True, timeout=300)
+        # cwd: not the checkout, whose tinytl/ (no compiled _C in a regular install) would shadow the installed one
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(path)], env=env, check=True, timeout=300,
+                       cwd=tmp_path)
         out[n] = dict(np.load(path))
     assert int(out[1]["threads"]) == 1 and int(out[3]["threads"]) == 3
     for k in ("loss", "gz", "gy", "gb", "fy", "p", "buf"):
