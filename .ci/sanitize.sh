@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m venv build/ci-asan-venv   # build/ is git-ignored
+python3 -m venv --clear build/ci-asan-venv   # build/ is git-ignored
 . build/ci-asan-venv/bin/activate
 python -m pip install -q --upgrade pip || true
 python -m pip install -q numpy pytest hypothesis

@@ -10,6 +10,7 @@ tinytl.kernels.cpu, either
 Writing into a copy of an in-place argument would lose the update: the last tests show
 each in-place kernel raises instead.
 """
+import re
 import sys
 import warnings
 
@@ -86,7 +87,9 @@ def assert_untouched(arrays, before):
 def expect_named_error(excinfo, names):
     assert excinfo.type in (TypeError, ValueError), excinfo
     msg = str(excinfo.value)
-    assert any(n in msg for n in names), f"error does not name an argument: {msg}"
+    # the argument as a word of its own ("y" in "y must be ...", not in "dtype")
+    assert any(re.search(rf"(?<![\w.]){re.escape(n)}(?![\w(])", msg) for n in names), \
+        f"error does not name an argument: {msg}"
 
 
 def call_both(kernel, args, inplace, names):
@@ -269,6 +272,17 @@ def test_inplace_read_only_raises(kernel, make, name):
     bad = np.full((4, 3), 5.0, np.float32)
     bad.flags.writeable = False
     with pytest.raises(ValueError, match=rf"{name} is read-only"):
+        getattr(C, kernel)(*make(bad))
+    assert (bad == 5).all()
+
+
+@pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
+def test_inplace_misaligned_raises(kernel, make, name):
+    raw = bytearray(4 * 12 + 1)
+    bad = np.frombuffer(raw, dtype=np.float32, offset=1).reshape(4, 3)   # C-contiguous, writeable, misaligned
+    assert not bad.flags.aligned and bad.flags.writeable and bad.flags.c_contiguous
+    bad[...] = 5
+    with pytest.raises(ValueError, match=rf"{name} must be aligned"):
         getattr(C, kernel)(*make(bad))
     assert (bad == 5).all()
 

@@ -1,5 +1,7 @@
 """Modules and layers: PyTorch's names and semantics, state dicts, Sequential,
 initialisation, the typo guard, and loads that fail without changing anything."""
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,15 @@ def test_sequential_container_ops():
     assert len(m) == 3 and isinstance(m[0], nn.Linear) and isinstance(m[-1], nn.Linear)
     head = m[:-1]
     assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is m[0]
+    tail = m[1:]                                     # a slice keeps the names, as in PyTorch
+    assert list(tail.state_dict()) == ["2.weight", "2.bias"] and tail[1] is m[2]
+    named = nn.Sequential(OrderedDict(enc=nn.Linear(4, 8), act=nn.ReLU(), head=nn.Linear(8, 3)))
+    assert list(named.state_dict()) == ["enc.weight", "enc.bias", "head.weight", "head.bias"]
+    assert named(np.ones((2, 4), np.float32)).shape == (2, 3)
+    with pytest.raises(KeyError, match="without '.'"):
+        nn.Sequential(OrderedDict([("a.b", nn.ReLU())]))
+    tail.append(nn.ReLU())                           # numbered after the last layer, replaces nothing
+    assert list(tail._modules) == ["1", "2", "3"]
     assert [type(l).__name__ for l in m] == ["Linear", "ReLU", "Linear"]
     new = nn.Linear(8, 5)
     m[-1] = new

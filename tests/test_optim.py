@@ -129,6 +129,28 @@ def test_state_dict_resume_gives_same_trajectory(rng):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_resume_keeps_momentum_of_a_parameter_frozen_before(rng):
+    """A loaded momentum buffer is current, even for a parameter frozen and unfrozen earlier."""
+    m = nn.Sequential(nn.Linear(4, 3, dtype=np.float64))
+    m.freeze()
+    m.unfreeze()
+    x, y = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    opt = tl.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.CrossEntropyLoss()(m(x), y).backward()
+        opt.step()
+    opt2 = tl.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    w = m[0].weight
+    before, buf = w.data.copy(), opt.state[id(w)]["momentum_buffer"].copy()
+    opt2.zero_grad()
+    nn.CrossEntropyLoss()(m(x), y).backward()
+    g = w.grad.copy()
+    opt2.step()
+    np.testing.assert_allclose(w.data, before - 0.1 * (0.9 * buf + g), rtol=1e-12, atol=1e-15)
+
+
 def test_load_state_dict_validates():
     a = nn.Parameter(np.zeros(2))
     opt = tl.optim.SGD([a], lr=1.0, momentum=0.9)
@@ -161,3 +183,17 @@ def test_freeze_then_unfreeze_without_a_step_restarts_momentum():
     before = a.data.copy()
     opt.step()
     np.testing.assert_allclose(a.data, before - 1.0)   # a fresh buffer, not 0.9 * 1 + 1
+
+
+def test_sgd_updates_a_strided_parameter_in_place():
+    base = np.ones((4, 6))
+    p = nn.Parameter(base[:, ::2])                   # a view: neither C- nor F-contiguous
+    q = nn.Parameter(np.ones((4, 3)))
+    opts = [tl.optim.SGD([t], lr=0.1, momentum=0.9, weight_decay=0.01) for t in (p, q)]
+    for _ in range(3):
+        for t, opt in zip((p, q), opts):
+            t.grad = np.full((4, 3), 0.5)
+            opt.step()
+    np.testing.assert_array_equal(p.data, q.data)
+    np.testing.assert_array_equal(base[:, ::2], q.data)    # written through the view
+    np.testing.assert_array_equal(base[:, 1::2], 1.0)

@@ -150,6 +150,32 @@ def test_anomaly_names_op_in_forward_and_backward():
             y.backward()
 
 
+def test_anomaly_names_the_layer_by_its_name_in_the_model():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 3, dtype=np.float64), nn.ReLU(),
+                                      nn.Linear(3, 3, dtype=np.float64), nn.ReLU())
+            self.head = nn.Linear(3, 2, dtype=np.float64)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    net = Net()
+    net.body[2].weight.data[0, 0] = np.nan
+    with tl.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"'Linear\+ReLU' in layer 'body.2' \(Linear\)"):
+            net(np.ones((2, 4)))
+    net.body[2].weight.data[0, 0] = 0.0
+    with tl.detect_anomaly():
+        out = net(np.ones((2, 4)))
+        assert "grad_fn=<Linear>" in repr(out)
+        with pytest.raises(FloatingPointError, match=r"backward of 'Linear' in layer 'head' \(Linear\)"):
+            out.backward(np.array([[np.inf, 0.0], [0.0, 0.0]]))
+    assert not tl.is_anomaly_enabled()
+    net(np.ones((2, 4)))                     # off again: no tracking, no error
+
+
 def test_anomaly_off_is_default():
     assert not tl.is_anomaly_enabled()
 

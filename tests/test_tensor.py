@@ -173,3 +173,28 @@ def test_detect_anomaly_names_the_op():
     assert not tl.is_anomaly_enabled()
     y = (1.0 / x).sum()         # off by default: no error
     assert not np.isfinite(y.item())
+
+
+def test_leaf_grads_never_alias_each_other_the_graph_or_the_seed():
+    """Each .grad is its own array: zeroing one in place (zero_grad(set_to_none=False)) must not
+    change another leaf's gradient, a retained graph, or the caller's seed."""
+    from tinytl import nn
+    z = nn.Parameter(np.random.default_rng(0).standard_normal((3, 4)))
+    loss = nn.CrossEntropyLoss()(z, np.array([0, 1, 2]))
+    loss.backward(retain_graph=True)
+    first = z.grad.copy()
+    tl.optim.SGD([z], lr=0.1).zero_grad(set_to_none=False)
+    loss.backward()                       # the closure's saved gradient must be intact
+    np.testing.assert_array_equal(z.grad, first)
+
+    a, b = tl.tensor([1.0, 2.0], requires_grad=True), tl.tensor([3.0, 4.0], requires_grad=True)
+    seed = np.array([1.0, 1.0], np.float32)
+    (a + b).backward(seed)                # add hands the same upstream array to both parents
+    assert a.grad is not b.grad and not np.shares_memory(a.grad, seed) and not np.shares_memory(b.grad, seed)
+    a.grad[...] = 0
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0])
+    np.testing.assert_array_equal(seed, [1.0, 1.0])
+    c = tl.tensor([1.0], requires_grad=True)
+    s = np.array([2.0], np.float32)
+    c.backward(s)                         # a leaf's own backward: the seed is copied too
+    assert not np.shares_memory(c.grad, s)

@@ -144,15 +144,18 @@ class SGD:
                         xp = backend.get_array_module(data)
                         buf = st["momentum_buffer"] = xp.empty_like(data)
                         first = True
-                    elif (buf.dtype != data.dtype or buf.strides != data.strides
-                          or backend.is_cupy_array(buf) != backend.is_cupy_array(data)):
+                    elif (buf.dtype != data.dtype or backend.is_cupy_array(buf) != backend.is_cupy_array(data)
+                          or (buf.strides != data.strides and (data.flags.c_contiguous or data.flags.f_contiguous))):
                         buf = st["momentum_buffer"] = _on_like(buf, data)   # set by hand, or moved
                 K = _kernels.for_array(data)
-                if data.ndim > 1 and data.flags.f_contiguous and not data.flags.c_contiguous:
-                    # a transposed weight (Linear's layout): the update is elementwise, so it
-                    # runs on the C-contiguous transposes (the kernels take C order only)
-                    data, grad = data.T, grad.T
-                    buf = None if buf is None else buf.T
+                if not data.flags.c_contiguous:
+                    if data.flags.f_contiguous:
+                        # a transposed weight (Linear's layout): the update is elementwise, so it
+                        # runs on the C-contiguous transposes (the kernels take C order only)
+                        data, grad = data.T, grad.T
+                        buf = None if buf is None else buf.T
+                    elif not backend.is_cupy_array(data):
+                        K = _kernels.reference      # a strided view set by hand: NumPy updates it in place
                 if anomaly:
                     self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
                 else:
@@ -215,6 +218,8 @@ class SGD:
                     raise ValueError(f"SGD.load_state_dict: bad state entry {k!r} of shape {tuple(v.shape)} "
                                      f"for a parameter of shape {p.shape}")
                 new_state[id(p)][k] = _on_like(v, p.data)
+            # a loaded momentum buffer is current: freezes before now must not reset it
+            new_state[id(p)]["freezes"] = getattr(p, "_freezes", 0)
         new_groups = []
         for sg, g in zip(groups, self.param_groups):
             ng = dict(g)

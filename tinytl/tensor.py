@@ -103,6 +103,41 @@ def is_anomaly_enabled() -> bool:
     return _anomaly
 
 
+class _LayerStack(threading.local):
+    def __init__(self):
+        self.modules = []   # the Modules being called on this thread, outermost first
+
+
+_layers = _LayerStack()
+
+
+def _call_tracked(module, args, kwargs):
+    """Module.__call__ under detect_anomaly: remember which layer is running."""
+    stack = _layers.modules
+    stack.append(module)
+    try:
+        return module.forward(*args, **kwargs)
+    finally:
+        stack.pop()
+
+
+def _layer_label(op: str) -> str:
+    """``op`` quoted, with the layer that runs it: "'Linear' in layer '2' (Linear)" (detect_anomaly)."""
+    stack = _layers.modules
+    if not stack:
+        return f"'{op}'"
+    root, leaf = stack[0], stack[-1]
+    if leaf is root:
+        return f"'{op}' in {type(leaf).__name__}"
+    name = next((n for n, m in root.named_modules() if m is leaf), "?")
+    return f"'{op}' in layer '{name}' ({type(leaf).__name__})"
+
+
+def _quoted(op: str) -> str:
+    """A node's op for a message: labelled by _layer_label already, or a bare name."""
+    return op if op.startswith("'") else f"'{op}'"
+
+
 def _check_finite(array, what: str):
     xp = backend.get_array_module(array)
     if array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
@@ -166,7 +201,8 @@ class Tensor:
         if self.device != "cpu":
             extra += f", device='{self.device}'"
         if self._op is not None:
-            extra += f", grad_fn=<{self._op}>"
+            op = self._op.split("'")[1] if self._op.startswith("'") else self._op   # labelled under detect_anomaly
+            extra += f", grad_fn=<{op}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
@@ -226,6 +262,7 @@ class Tensor:
             grad = grad.data if isinstance(grad, Tensor) else grad
             if tuple(grad.shape) != tuple(self.shape):
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected {self.shape}")
+            grad = grad.copy()              # the caller keeps theirs: no .grad may alias it
         if self._backward is None:          # a leaf: its gradient is the seed itself
             _accumulate_leaf(self, grad)
             return
@@ -243,8 +280,12 @@ class Tensor:
                     seen.add(id(p))
                     stack.append((p, False))
 
-        # 2. reverse walk: each node turns its gradient into its parents' gradients
+        # 2. reverse walk: each node turns its gradient into its parents' gradients.
+        # A leaf's .grad must be its own array: an op may hand the same array to two
+        # parents (add), or return one its closure keeps (cross_entropy) and will hand
+        # out again if the graph is retained; such arrays are copied.
         grads = {id(self): grad}
+        given = set()                       # ids of arrays already stored in some .grad
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
@@ -253,11 +294,14 @@ class Tensor:
             if _anomaly:
                 for pg in parent_grads:
                     if pg is not None:
-                        _check_finite(pg, f"the backward of '{node._op}'")
+                        _check_finite(pg, f"the backward of {_quoted(node._op)}")
             for p, pg in zip(node._parents, parent_grads):
                 if pg is None or not p.requires_grad:
                     continue
                 if p._backward is None:
+                    if retain_graph or id(pg) in given:
+                        pg = pg.copy()
+                    given.add(id(pg))
                     _accumulate_leaf(p, pg)
                 else:
                     prev = grads.get(id(p))
@@ -290,7 +334,8 @@ def _make(data, parents, backward, op) -> Tensor:
     out.grad = None
     out._op = None
     if _anomaly:
-        _check_finite(data, f"'{op}'")
+        op = _layer_label(op)       # kept in the node: a backward error names the layer too
+        _check_finite(data, op)
     if _grad_mode.enabled:
         for p in parents:
             if p.requires_grad:

@@ -6,7 +6,10 @@ Three twins implement every kernel with the same names and signatures:
 
 On the CPU the C++ kernels are used when the compiled module loads; otherwise
 tinytl warns once and falls back to the reference. ``TINYTL_KERNELS=numpy``
-forces the reference kernels (useful to compare, or to debug).
+forces the reference kernels (useful to compare, or to debug);
+``TINYTL_KERNELS=cpp`` requires the C++ ones: ``import tinytl`` then raises
+ImportError instead of falling back (CI's sanitizer run uses it, so that an
+instrumented build that fails to load cannot pass by testing nothing).
 
 ``for_array(a)`` returns the kernel module for the device ``a`` lives on.
 """
@@ -32,6 +35,9 @@ else:
     try:
         from . import cpu as cpu_kernels
     except ImportError as e:  # the extension was not built or cannot load
+        if _requested == "cpp":
+            raise ImportError(f"TINYTL_KERNELS=cpp requires the compiled kernels (tinytl._C), which could not "
+                              f"be loaded: {e}") from e
         _cpu_error = e
         cpu_kernels = reference
         warnings.warn(

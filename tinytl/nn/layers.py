@@ -11,6 +11,7 @@ Read next: ``tinytl/nn/losses.py``, then ``tinytl/optim.py``.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x, relu: bool = False) -> Tensor:
-        return F.linear(x, self.weight, self.bias, relu=relu, name="Linear")
+        return F.linear(x, self.weight, self.bias, relu=relu, name="Linear+ReLU" if relu else "Linear")
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -109,14 +110,24 @@ class Flatten(Module):
 
 class Sequential(Module):
     """Calls its layers in order. Supports indexing, slicing, len, iteration,
-    ``append`` and item assignment (``model[-1] = nn.Linear(128, 5)``)."""
+    ``append`` and item assignment (``model[-1] = nn.Linear(128, 5)``).
+
+    ``Sequential(a, b, c)`` names its layers "0", "1", "2";
+    ``Sequential(OrderedDict(encoder=a, head=b))`` uses the given names. As in
+    PyTorch, a slice keeps the layers' names: ``model[2:]`` of a 5-layer
+    model holds "2", "3", "4", so its state dict keys match the full model's.
+    """
 
     def __init__(self, *layers: Module):
         super().__init__()
-        for i, layer in enumerate(layers):
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            items = list(layers[0].items())
+        else:
+            items = [(str(i), layer) for i, layer in enumerate(layers)]
+        for name, layer in items:
             if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, not a Module")
-            self.add_module(str(i), layer)
+                raise TypeError(f"Sequential: layer {name!r} is a {type(layer).__name__}, not a Module")
+            self.add_module(name, layer)
 
     def _layers(self):
         return [m for m in self._modules.values()]
@@ -127,7 +138,7 @@ class Sequential(Module):
         while i < n:
             layer = layers[i]
             if type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU:
-                x = layer.forward(x, relu=True)       # Linear + ReLU fused into one kernel
+                x = layer(x, relu=True)               # Linear + ReLU fused into one kernel
                 i += 2
             else:
                 x = layer(x)
@@ -148,7 +159,7 @@ class Sequential(Module):
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
-            return Sequential(*self._layers()[idx])
+            return Sequential(OrderedDict(list(self._modules.items())[idx]))
         return self._layers()[self._index(idx)]
 
     def __setitem__(self, idx, module):
@@ -161,5 +172,6 @@ class Sequential(Module):
         """Add a layer at the end; returns self."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
-        self.add_module(str(len(self)), module)
+        numbers = [int(k) for k in self._modules if k.isdigit()]
+        self.add_module(str(max(numbers) + 1 if numbers else len(self)), module)   # never replaces a layer
         return self

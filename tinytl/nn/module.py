@@ -23,7 +23,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, _call_tracked, is_anomaly_enabled
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -134,6 +134,8 @@ class Module(metaclass=_ModuleMeta):
 
     def add_module(self, name: str, module):
         """Add a child module (or None) under ``name``."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"add_module: a module name must be a non-empty string without '.', got {name!r}")
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: '{name}' must be a Module or None")
         self._parameters.pop(name, None)
@@ -145,6 +147,8 @@ class Module(metaclass=_ModuleMeta):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):
+        if is_anomaly_enabled():              # detect_anomaly: errors name the running layer
+            return _call_tracked(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     # --- walking the tree ---------------------------------------------------
