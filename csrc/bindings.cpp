@@ -197,7 +197,7 @@ py::tuple softmax_xent(py::array logits, py::array target, const std::string& re
 // ------------------------------------------------------------------- sgd ----
 
 py::array sgd_step(py::array param, py::array grad, py::object buf_obj, double lr, double momentum, double dampening,
-                   double weight_decay, bool nesterov, bool first_step) {
+                   double weight_decay, bool nesterov, bool first_step, bool stream) {
     const char* fn = "sgd_step";
     const bool f32 = is_f32(fn, param, "param");
     check_dtype(fn, grad, "grad", f32, "param");
@@ -224,10 +224,10 @@ py::array sgd_step(py::array param, py::array grad, py::object buf_obj, double l
     if (n >= kReleaseGil) nogil.emplace();
     if (f32)
         tinytl::sgd_step(ptr<float>(param), cptr<float>(grad), buf ? ptr<float>(*buf) : nullptr, lr, momentum,
-                         dampening, weight_decay, nesterov, first_step, n);
+                         dampening, weight_decay, nesterov, first_step, stream, n);
     else
         tinytl::sgd_step(ptr<double>(param), cptr<double>(grad), buf ? ptr<double>(*buf) : nullptr, lr, momentum,
-                         dampening, weight_decay, nesterov, first_step, n);
+                         dampening, weight_decay, nesterov, first_step, stream, n);
     nogil.reset();
     return param;
 }
@@ -248,7 +248,7 @@ PYBIND11_MODULE(_C, m) {
     m.def("sgd_step", &sgd_step, "torch.optim.SGD's update, in place on param and buf",
           py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("buf").none(true), py::arg("lr"),
           py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
-          py::arg("first_step"));
+          py::arg("first_step"), py::arg("stream") = false);
 
     m.def("max_threads", &tinytl::max_threads,
           "threads a large kernel may use (TINYTL_NUM_THREADS, else the CPUs this process may run on)");

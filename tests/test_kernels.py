@@ -217,11 +217,12 @@ OPTIONS = list(itertools.product([0.0, 0.9], [0.0, 0.1], [0.0, 1e-2], [False, Tr
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mom,damp,wd,nesterov,first", OPTIONS)
-def test_sgd_step_every_option(dtype, mom, damp, wd, nesterov, first):
+@pytest.mark.parametrize("stream", [False, True])
+def test_sgd_step_every_option(dtype, mom, damp, wd, nesterov, first, stream):
     rng = np.random.default_rng(7)
     p0, g, b0 = (rng.standard_normal(37).astype(dtype) for _ in range(3))
     p, b = p0.copy(), (b0.copy() if mom else None)
-    assert C.sgd_step(p, g, b, 0.05, mom, damp, wd, nesterov, first) is p
+    assert C.sgd_step(p, g, b, 0.05, mom, damp, wd, nesterov, first, stream) is p
     want_p, want_b = sgd_by_hand(p0, g, b0 if mom else None, 0.05, mom, damp, wd, nesterov, first)
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(p, want_p, **tol)
@@ -238,34 +239,40 @@ def test_sgd_step_every_option(dtype, mom, damp, wd, nesterov, first):
 @SETTINGS
 @given(shape=st.sampled_from([(), (0,), (1,), (5, 0), (3, 4), (2, 3, 5), (70000,), (300, 257)]),
        dtype=st.sampled_from(DTYPES), opts=st.sampled_from(OPTIONS), steps=st.integers(1, 3),
-       lr=st.sampled_from([1e-3, 0.1, 1.0]), how=st.sampled_from(LAYOUTS), alias_grad=st.booleans(), seed=seeds)
-def test_sgd_step_many_steps(shape, dtype, opts, steps, lr, how, alias_grad, seed):
+       lr=st.sampled_from([1e-3, 0.1, 1.0]), how=st.sampled_from(LAYOUTS), alias_grad=st.booleans(),
+       stream=st.booleans(), offset=st.integers(0, 17), seed=seeds)
+def test_sgd_step_many_steps(shape, dtype, opts, steps, lr, how, alias_grad, stream, offset, seed):
+    """Any shape, layout of grad, option, step count and store path (plain or streaming,
+    from any element offset, so whole cache lines begin anywhere) matches the reference."""
     mom, damp, wd, nesterov, _ = opts
     rng = np.random.default_rng(seed)
-    p, rp = data(rng, shape, dtype), None
+    n = int(np.prod(shape))
+    p = data(rng, n + offset, dtype)[offset:].reshape(shape)     # starts `offset` elements in
+    assert p.flags.c_contiguous
     rp = p.copy()
     b, rb = (np.zeros(shape, dtype), np.zeros(shape, dtype)) if mom else (None, None)
     for k in range(steps):
         if alias_grad:  # grad is the parameter itself (allowed: read before written, per element)
             R.sgd_step(rp, rp.copy(), rb, lr, mom, damp, wd, nesterov, k == 0)
-            C.sgd_step(p, p, b, lr, mom, damp, wd, nesterov, k == 0)
+            C.sgd_step(p, p, b, lr, mom, damp, wd, nesterov, k == 0, stream)
         else:
             g = data(rng, shape, dtype)
             R.sgd_step(rp, g, rb, lr, mom, damp, wd, nesterov, k == 0)
-            C.sgd_step(p, layout(g, how), b, lr, mom, damp, wd, nesterov, k == 0)
+            C.sgd_step(p, layout(g, how), b, lr, mom, damp, wd, nesterov, k == 0, stream)
     np.testing.assert_array_equal(p, rp)
     if mom:
         np.testing.assert_array_equal(b, rb)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sgd_step_large_is_threaded_and_exact(dtype):
+@pytest.mark.parametrize("stream", [False, True])
+def test_sgd_step_large_is_threaded_and_exact(dtype, stream):
     rng = np.random.default_rng(3)
     n = (1 << 22) + 3
     p, g = data(rng, n, dtype), data(rng, n, dtype)
     rp, b, rb = p.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
     for first in (True, False):
-        C.sgd_step(p, g, b, 0.01, 0.9, 0.0, 1e-4, True, first)
+        C.sgd_step(p, g, b, 0.01, 0.9, 0.0, 1e-4, True, first, stream)
         R.sgd_step(rp, g, rb, 0.01, 0.9, 0.0, 1e-4, True, first)
     np.testing.assert_array_equal(p, rp)
     np.testing.assert_array_equal(b, rb)

@@ -197,3 +197,44 @@ def test_sgd_updates_a_strided_parameter_in_place():
     np.testing.assert_array_equal(p.data, q.data)
     np.testing.assert_array_equal(base[:, ::2], q.data)    # written through the view
     np.testing.assert_array_equal(base[:, 1::2], 1.0)
+
+
+@pytest.mark.parametrize("stream_cost,want", [(0.5, True), (0.9, False), (2.0, False)])
+def test_store_path_of_a_large_parameter_is_chosen_by_timing(monkeypatch, stream_cost, want):
+    """A large CPU parameter's first steps time plain and streaming stores (alternating,
+    three each, the first step untimed); streaming is kept only when clearly faster.
+    The values are the reference's bit for bit on either path."""
+    from tinytl import kernels, optim
+    if kernels.cpu_kernels is kernels.reference:
+        pytest.skip("the compiled kernels are not built")
+    K = kernels.cpu_kernels
+    now, calls = [0.0], []
+    real = K.sgd_step
+
+    def fake_step(*args):
+        stream = args[9] if len(args) > 9 else False
+        calls.append(stream)
+        now[0] += stream_cost if stream else 1.0
+        return real(*args)
+
+    monkeypatch.setattr(K, "sgd_step", fake_step)
+    monkeypatch.setattr(optim, "_clock", lambda: now[0])
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((160, 120)).astype(np.float32)          # 76.8 KB: a candidate
+    b0 = rng.standard_normal(160).astype(np.float32)                 # 640 B: always plain
+    w, b = nn.Parameter(w0.copy()), nn.Parameter(b0.copy())
+    opt = tl.optim.SGD([w, b], lr=0.1, momentum=0.9)
+    rw, rb = w0.copy(), b0.copy()
+    bufs = [np.empty_like(w0), np.empty_like(b0)]
+    for k in range(10):
+        gw, gb = rng.standard_normal(w0.shape).astype(np.float32), rng.standard_normal(160).astype(np.float32)
+        w.grad, b.grad = gw.copy(), gb.copy()
+        opt.step()
+        kernels.reference.sgd_step(rw, gw, bufs[0], 0.1, 0.9, 0.0, 0.0, False, k == 0)
+        kernels.reference.sgd_step(rb, gb, bufs[1], 0.1, 0.9, 0.0, 0.0, False, k == 0)
+        np.testing.assert_array_equal(w.data, rw)
+        np.testing.assert_array_equal(b.data, rb)
+    assert opt._stream[id(w)] is want and id(b) not in opt._stream
+    weight_calls = calls[0::2]                                      # w then b, every step
+    assert weight_calls == [False] + [False, True] * 3 + [want] * 3
+    assert not any(calls[1::2])

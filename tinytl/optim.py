@@ -6,6 +6,11 @@ in place. A parameter that is frozen (requires_grad False) or has no gradient
 is not touched at all: no weight decay, no momentum. Freezing a parameter
 drops its stale gradient and its momentum, so unfreezing starts afresh.
 
+Large parameters on the CPU are stored either with plain or with streaming
+stores (``sgd_step(stream=...)``, csrc/sgd.cpp): the same values, but which is
+faster depends on whether the BLAS's threads on other cores have just read the
+weights. SGD times both on a parameter's first steps and keeps the faster.
+
 L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
 alpha * (w - w0) to the gradient, pulling the weights toward their values w0
 when the optimizer was built (the pretrained weights) instead of toward zero.
@@ -15,6 +20,8 @@ Read next: ``tinytl/transfer.py``.
 from __future__ import annotations
 
 import math
+import time
+from statistics import median
 
 import numpy as np
 
@@ -23,6 +30,15 @@ from . import kernels as _kernels
 from .tensor import Tensor, is_anomaly_enabled
 
 _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0)
+
+# The store path of the compiled CPU update (plain or streaming) is chosen per parameter
+# of at least _STREAM_MIN_BYTES by timing _STREAM_TRIALS updates each way; streaming is
+# kept only when it is clearly faster, since its cost (the next reader fetches the
+# weights from memory) falls outside the timed call.
+_STREAM_MIN_BYTES = 1 << 16
+_STREAM_TRIALS = 3
+_STREAM_GAIN = 0.8
+_clock = time.perf_counter
 
 
 def _check_number(name, value, group_index):
@@ -52,6 +68,7 @@ class SGD:
                              nesterov=nesterov, l2sp=l2sp)
         self.param_groups = []
         self.state = {}          # id(param) -> {"momentum_buffer": array, "l2sp_anchor": array}
+        self._stream = {}        # id(param) -> store path (see _timed_step); not saved: it is this machine's
         params = list(params)
         if not params:
             raise ValueError("SGD: got an empty parameter list")
@@ -158,8 +175,31 @@ class SGD:
                         K = _kernels.reference      # a strided view set by hand: NumPy updates it in place
                 if anomaly:
                     self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
+                elif data.nbytes >= _STREAM_MIN_BYTES and K is _kernels.cpu_kernels and K is not _kernels.reference:
+                    self._timed_step(id(p), K, data, grad, buf, lr, mom, damp, wd, nest, first)
                 else:
                     K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
+
+    def _timed_step(self, key, K, data, grad, buf, lr, mom, damp, wd, nest, first):
+        """The compiled CPU update of a large parameter, with the store path chosen for it:
+        the first steps alternate plain and streaming stores and time each call; then the
+        faster path is kept (``self._stream[key]``, a bool). Both give the same values."""
+        choice = self._stream.get(key)
+        if choice is None:
+            if first:       # the momentum buffer's pages are touched for the first time: not timed
+                K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
+                return
+            choice = self._stream[key] = ([], [])
+        if choice is True or choice is False:
+            K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, choice)
+            return
+        plain, streamed = choice
+        stream = len(streamed) < len(plain)
+        t0 = _clock()
+        K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, stream)
+        (streamed if stream else plain).append(_clock() - t0)
+        if len(streamed) == _STREAM_TRIALS:
+            self._stream[key] = median(streamed) < _STREAM_GAIN * median(plain)
 
     @staticmethod
     def _checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, shape):

@@ -64,6 +64,12 @@ def softmax_xent(logits, target, reduction="mean", out=None):
 
 # ------------------------------------------------------------------- sgd ----
 
-def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
-    """torch.optim.SGD's update, in place on ``param`` (and ``buf``); see reference.py."""
-    return _C_sgd_step(param, _input(grad), buf, lr, momentum, dampening, weight_decay, nesterov, first_step)
+def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step, stream=False):
+    """torch.optim.SGD's update, in place on ``param`` (and ``buf``); see reference.py.
+
+    ``stream=True`` writes the new parameter values with streaming (non-temporal)
+    stores: the same values, faster when other cores' caches hold the parameter
+    (after a multi-threaded GEMM read it), slower otherwise (csrc/sgd.cpp).
+    """
+    return _C_sgd_step(param, _input(grad), buf, lr, momentum, dampening, weight_decay, nesterov, first_step,
+                       stream)

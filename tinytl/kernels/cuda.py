@@ -290,8 +290,11 @@ def _sgd_scalars(dtype, lr, momentum, dampening, weight_decay, nesterov, first_s
             np.int32(momentum != 0), np.int32(bool(nesterov)), np.int32(bool(first_step)))
 
 
-def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
-    """torch.optim.SGD's update, in place on ``param`` (and ``buf``); see reference.py. One launch."""
+def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step, stream=False):
+    """torch.optim.SGD's update, in place on ``param`` (and ``buf``); see reference.py. One launch.
+
+    ``stream`` (a CPU cache hint) is accepted for the common signature and ignored.
+    """
     fn = "sgd_step"
     dev = _current_device()
     param = _gpu(fn, param, "param", dev)

@@ -80,7 +80,7 @@ def softmax_xent(logits, target, reduction="mean", out=None):
 
 # ------------------------------------------------------------------- sgd ----
 
-def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
+def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step, stream=False):
     """torch.optim.SGD's update, in place on ``param`` (and ``buf``):
 
     d = grad + weight_decay * param
@@ -88,7 +88,8 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
     buf = momentum * buf + (1 - dampening) * d    afterwards
     d = d + momentum * buf if nesterov else buf   (only when momentum != 0)
     param -= lr * d
-    ``buf`` is None when momentum == 0.
+    ``buf`` is None when momentum == 0. ``stream`` is a hint for the compiled
+    kernel (how it stores ``param``, not what); it changes nothing here.
     """
     d = grad + weight_decay * param if weight_decay != 0 else grad
     if momentum != 0:
