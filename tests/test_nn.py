@@ -203,6 +203,32 @@ def test_load_state_dict_failures_change_nothing():
     assert np.all(m[0].weight.data == 1) and m[0].weight.dtype == np.float32   # documented cast
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_load_state_dict_matching_no_key_raises_even_when_not_strict(strict, tmp_path):
+    """An empty state dict, one with a wrong prefix, or an empty checkpoint file would load
+    nothing: that is an error naming the problem and a few keys of each side, as in
+    transfer_weights, and the model is left as it was."""
+    m = mlp(4, 5, 3)
+    before = m.state_dict()
+    tl.save({}, tmp_path / "empty.safetensors")
+    prefixed = {f"model.{k}": v + 1 for k, v in before.items()}
+    for state, given in [({}, "no keys"), (OrderedDict(), "no keys"),
+                         (str(tmp_path / "empty.safetensors"), "no keys"),
+                         (prefixed, "'model.0.weight', 'model.0.bias', 'model.2.weight', 'model.2.bias'")]:
+        with pytest.raises(ValueError, match="no key of the state dict matches") as e:
+            m.load_state_dict(state, strict=strict)
+        msg = str(e.value)
+        assert "nothing was copied" in msg
+        assert "the model expects '0.weight', '0.bias', '2.weight', '2.bias'" in msg, msg
+        assert f"the state dict has {given}" in msg, msg
+        for k, v in m.state_dict().items():
+            np.testing.assert_array_equal(v, before[k])
+    # one matching key is enough when not strict; a model without parameters has nothing to match
+    assert m.load_state_dict({"0.bias": np.zeros(5)}, strict=False).missing_keys == ["0.weight", "2.weight",
+                                                                                       "2.bias"]
+    assert nn.ReLU().load_state_dict({}, strict=strict) == ([], [])
+
+
 def test_pytorch_state_dict_loads_unchanged():
     torch = pytest.importorskip("torch")
     tm = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))

@@ -28,6 +28,15 @@ from ..tensor import Tensor, _call_tracked, is_anomaly_enabled
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+def _few(names, n=4) -> str:
+    """The first ``n`` names, quoted, and how many there are in all ('no keys' when empty)."""
+    names = list(names)
+    if not names:
+        return "no keys"
+    shown = ", ".join(f"'{k}'" for k in names[:n])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
 _requires_grad_slot = Tensor.__dict__["requires_grad"]   # the plain attribute Tensor stores it in
 
 
@@ -240,15 +249,25 @@ class Module(metaclass=_ModuleMeta):
         error the model is unchanged. Floating values of another precision are
         cast to the parameter's dtype (a float64 checkpoint loads into a float32
         model); non-floating values are refused. A shape mismatch is always an
-        error (use ``tl.transfer.transfer_weights`` to copy what fits).
+        error (use ``tl.transfer.transfer_weights`` to copy what fits). A state
+        dict of which no key names a parameter of the model (an empty one, or
+        one with a wrong prefix) is an error even with ``strict=False``, as in
+        ``transfer_weights``: it would load nothing.
 
         Args:
             state_or_path: a dict of arrays (NumPy, CuPy or Tensors) or a path to a
                 ``.safetensors`` / ``.npz`` checkpoint.
-            strict: require the keys to match exactly.
+            strict: require the keys to match exactly. With ``strict=False``,
+                missing and unexpected keys are returned, not raised, but at
+                least one key must match.
 
         Returns:
             IncompatibleKeys(missing_keys, unexpected_keys).
+
+        Raises:
+            ValueError: listing every problem (a shape or dtype mismatch; missing
+                or unexpected keys when strict; no key matching at all), before
+                anything is copied.
         """
         if isinstance(state_or_path, (str, os.PathLike)):
             from .. import io
@@ -283,8 +302,9 @@ class Module(metaclass=_ModuleMeta):
                 problems.append("missing keys: " + ", ".join(missing))
             if unexpected:
                 problems.append("unexpected keys: " + ", ".join(unexpected))
-        if not problems and own and state and not staged:
-            problems.append("no key of the checkpoint matches the model (nothing would be loaded)")
+        if own and not any(k in own for k in state):
+            problems.append("no key of the state dict matches a parameter of the model, nothing would be "
+                            f"loaded (the model expects {_few(own)}; the state dict has {_few(state)})")
         if problems:
             raise ValueError(f"load_state_dict for {type(self).__name__} failed, nothing was copied:\n  "
                              + "\n  ".join(problems)
