@@ -242,6 +242,42 @@ def test_transfer_keeps_integer_tensors_of_the_destination(capsys, tmp_path):
     assert tl.load(out_path)["step"].tolist() == [7]
 
 
+def test_transfer_handles_float16_tensors(capsys, tmp_path):
+    """float16 tensors (which tinytl.io reads and writes) are transferred like float32/64 ones,
+    cast to DST's dtype, not left out; a value too large for a float16 destination is skipped
+    with a reason (and --strict refuses it), never turned into inf."""
+    s = mlp(5, seed=0).state_dict()
+    d = mlp(5, seed=1).state_dict()
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    tl.save({"0.weight": s["0.weight"].astype(np.float16), "0.bias": s["0.bias"],      # f16 into f32
+             "2.weight": s["2.weight"], "2.bias": s["2.bias"].astype(np.float64)}, a)    # f32, f64 into f16
+    tl.save({"0.weight": d["0.weight"], "0.bias": d["0.bias"].astype(np.float16),
+             "2.weight": d["2.weight"].astype(np.float16), "2.bias": d["2.bias"].astype(np.float16)}, b)
+    out_path = tmp_path / "o.safetensors"
+    rc, out, err = run(capsys, "transfer", str(a), str(b), "--out", str(out_path), "--strict")
+    assert rc == 0, err
+    assert "4 copied" in out and "0 missing" in out and "0 unexpected" in out, out
+    got = tl.load(out_path)
+    assert {k: v.dtype for k, v in got.items()} == {"0.weight": np.float32, "0.bias": np.float16,
+                                                      "2.weight": np.float16, "2.bias": np.float16}
+    np.testing.assert_array_equal(got["0.weight"], s["0.weight"].astype(np.float16).astype(np.float32))
+    for k in ("0.bias", "2.weight", "2.bias"):
+        np.testing.assert_array_equal(got[k], s[k].astype(np.float16))
+
+    big = dict(tl.load(a), **{"2.weight": np.full_like(s["2.weight"], 1e5)})
+    tl.save(big, a)
+    rc, out, err = run(capsys, "transfer", str(a), str(b), "--out", str(out_path))
+    assert rc == 0, err
+    assert "skipped dtype  2.weight" in out and "overflow float16" in out, out
+    got = tl.load(out_path)
+    assert np.isfinite(got["2.weight"]).all()
+    np.testing.assert_array_equal(got["2.weight"], d["2.weight"].astype(np.float16))   # kept from DST
+    strict_out = tmp_path / "strict.safetensors"
+    rc, out, err = run(capsys, "transfer", str(a), str(b), "--out", str(strict_out), "--strict")
+    assert_one_line_error(rc, err)
+    assert "overflow float16" in err and not strict_out.exists()
+
+
 # ------------------------------------------------------- bench and -m ----
 
 def test_bench_outside_a_checkout(capsys, monkeypatch, tmp_path):

@@ -282,7 +282,7 @@ def render_api():
             "- `tinytl bench [...]`: the benchmarks (`bench/run.py`, from a source checkout).",
             "- `tinytl inspect PATH`: tensors, shapes, parameter counts and metadata of a checkpoint (header only).",
             "- `tinytl transfer SRC DST --out OUT [--rename OLD=NEW] [--strict]`: `transfer_weights` between two "
-            "checkpoint files.",
+            "checkpoint files, into DST's float16, float32 and float64 tensors (cast to DST's dtype).",
             "- Errors a user can fix print one line on stderr and exit with status 2.", ""]
     return "\n".join(out)
 

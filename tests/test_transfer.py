@@ -277,6 +277,25 @@ def test_transfer_weights_casts_float_dtypes_and_accepts_tensors():
     assert rep.copied == ["0.bias"] and dst[0].bias.data.dtype == np.float32
 
 
+def test_transfer_weights_skips_values_that_overflow_a_float16_destination():
+    """Casting to a narrower float must not turn weights into inf: such a value is skipped with
+    a reason (strict refuses it); values that fit are cast, an inf in the source stays inf."""
+    dst = nn.Linear(3, 2)
+    dst.weight = nn.Parameter(np.zeros((2, 3), np.float16), requires_grad=False)
+    dst.bias = nn.Parameter(np.zeros(2, np.float16), requires_grad=False)
+    src = {"weight": np.full((2, 3), 7e4, np.float32), "bias": np.array([1.5, np.inf])}
+    rep = T.transfer_weights(src, dst)
+    assert rep.copied == ["bias"] and rep.skipped_dtype[0][0] == "weight"
+    assert "7e+04 overflow float16" in rep.skipped_dtype[0][1] and "skipped dtype" in str(rep)
+    assert not dst.weight.data.any() and dst.weight.dtype == np.float16
+    np.testing.assert_array_equal(dst.bias.data, np.array([1.5, np.inf], np.float16))
+    with pytest.raises(ValueError, match="overflow float16"):
+        T.transfer_weights(src, dst, strict=True)
+    src["weight"][:] = 6e4                                   # fits (float16 max: 65504)
+    assert T.transfer_weights(src, dst, strict=True).ok
+    np.testing.assert_array_equal(dst.weight.data, np.full((2, 3), 6e4, np.float16))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tinytl.io") is None, reason="tinytl.io not written yet")
 @pytest.mark.parametrize("ext", ["safetensors", "npz"])
 def test_transfer_weights_from_a_checkpoint_path(tmp_path, ext):

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("transfer", help="copy the weights of SRC that match DST (name and shape) into OUT",
                         description="Load both checkpoints; start from DST, copy every SRC tensor whose "
-                                    "(renamed) name and shape match; print the report; save OUT atomically.")
+                                    "(renamed) name and shape match into DST's floating tensors (float16, "
+                                    "float32 or float64), cast to DST's dtype; print the report; save OUT "
+                                    "atomically. DST's other tensors are kept as they are.")
     tr.add_argument("src", metavar="SRC", help="checkpoint to copy from")
     tr.add_argument("dst", metavar="DST", help="checkpoint giving the destination's names and shapes")
     tr.add_argument("--out", required=True, metavar="OUT", help="where to save the result")
@@ -215,16 +217,20 @@ def _few(state, n=4) -> str:
 
 
 class _StateHolder(Module):
-    """A Module whose parameters are the float tensors of a state dict, under their own names.
+    """A Module whose parameters are the floating tensors of a state dict, under their own names.
 
     ``transfer_weights`` copies into a Module's parameters; this lets it copy
     into a checkpoint's tensors without knowing the network they came from.
+    Every floating dtype ``tinytl.io`` reads is held (float16, float32,
+    float64), each in its own dtype: a value copied in is cast to it. The
+    parameters never train (a float16 Parameter cannot require a gradient).
+    Other tensors (integers, bool) are not parameters: they stay as in DST.
     """
 
     def __init__(self, state):
         super().__init__()
-        object.__setattr__(self, "_flat", {k: Parameter(np.array(v)) for k, v in state.items()
-                                           if v.dtype in (np.float32, np.float64)})
+        object.__setattr__(self, "_flat", {k: Parameter(np.array(v), requires_grad=False)
+                                           for k, v in state.items() if v.dtype.kind == "f"})
 
     def named_parameters(self, prefix: str = "", recurse: bool = True):
         yield from ((prefix + k, p) for k, p in self._flat.items())

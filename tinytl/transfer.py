@@ -213,7 +213,8 @@ class TransferReport:
             whose shapes differ (e.g. a head with another number of classes).
         missing: destination names with no source value (left as they were).
         unexpected: source names (after renaming) with no destination parameter.
-        skipped_dtype: (name, reason) for non-floating source values.
+        skipped_dtype: (name, reason) for non-floating source values, and for
+            values too large for a narrower destination dtype (float16).
         dropped: source names that the ``rename`` function mapped to None.
     """
     copied: list = field(default_factory=list)
@@ -290,12 +291,27 @@ def _renamer(rename):
                     f"got {type(rename).__name__}")
 
 
+def _overflow(v, dtype) -> str:
+    """Why the finite values of ``v`` do not fit ``dtype`` (a narrower float, e.g. float16), or ''."""
+    big = float(np.finfo(dtype).max)
+    if float(np.finfo(v.dtype).max) <= big or v.size == 0:
+        return ""
+    xp = backend.get_array_module(v)
+    finite = xp.abs(v[xp.isfinite(v)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest <= big:
+        return ""
+    return f"source values up to {largest:.4g} overflow {np.dtype(dtype)} (largest {big:.4g})"
+
+
 def transfer_weights(src, dst: Module, *, rename=None, strict: bool = False) -> TransferReport:
     """Copy every weight of ``src`` whose (renamed) name and shape match into ``dst``.
 
     Floating values are cast to the destination's dtype and moved to its
-    device; non-floating values are skipped with a reason. Values are copied
-    into the existing Parameter arrays (``p.data[...] = value``), so an
+    device; non-floating values, and values that would overflow a narrower
+    destination dtype (a float32 value above 65504 into float16), are
+    skipped with a reason. Values are copied into the existing Parameter
+    arrays (``p.data[...] = value``), so an
     optimizer built before still holds the right objects (but note that SGD
     captures L2-SP anchors when it is built: transfer first, then build it).
     Everything is checked before anything is copied: a transfer that raises
@@ -357,6 +373,8 @@ def transfer_weights(src, dst: Module, *, rename=None, strict: bool = False) -> 
             report.skipped_dtype.append((name, f"source dtype {v.dtype} is not floating point"))
         elif tuple(v.shape) != tuple(p.shape):
             report.skipped_shape.append((name, tuple(v.shape), tuple(p.shape)))
+        elif (why := _overflow(v, p.dtype)):
+            report.skipped_dtype.append((name, why))
         else:
             staged.append((name, p, v))
 
