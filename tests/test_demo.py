@@ -3,6 +3,7 @@ import contextlib
 import gzip
 import io
 import json
+import os
 import struct
 import sys
 
@@ -92,6 +93,50 @@ def test_demo_without_matplotlib_says_the_plot_was_skipped(capsys, monkeypatch, 
     assert "plot" in out and "skipped" in out and "pip install 'tinytl[demo]'" in out
     assert (tmp_path / "results.json").is_file()
     assert not (tmp_path / "results.png").exists()
+
+
+def test_demo_checks_out_before_training(capsys, monkeypatch, tmp_path):
+    """A --out that cannot hold the results fails at once, in one line naming --out, before any
+    training (run_demo is not called); a writable --out passes the check and is not created by it."""
+    def training(*args, **kwargs):
+        raise ValueError("training started")
+    monkeypatch.setattr(demo, "run_demo", training)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    json_dir = tmp_path / "taken"
+    (json_dir / "results.json").mkdir(parents=True)
+    for out, why in [(a_file, "a file is in the way"), (a_file / "sub", "is a file"),
+                     (json_dir, "results.json is a folder")]:
+        rc = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
+        stdout, err = capsys.readouterr()
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"--out {out}" in err and why in err, err
+        assert "training started" not in err and stdout == ""       # not even the banner
+    assert a_file.read_text() == "not a folder"
+    fresh = tmp_path / "new" / "folder"
+    rc = cli.main(["demo", "--quick", "--quiet", "--out", str(fresh)])
+    assert rc == 2 and "training started" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_demo_refuses_an_out_folder_it_cannot_write(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: pytest.fail("training started"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        try:
+            (locked / "probe").touch()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("this user writes into read-only folders (root, or no POSIX permissions)")
+        for out in (locked, locked / "sub"):
+            rc = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
+            err = capsys.readouterr().err
+            assert rc == 2 and f"--out {out}: cannot write in {locked}" in err, err
+    finally:
+        locked.chmod(0o700)
 
 
 def test_run_demo_accepts_a_dict_and_rejects_bad_configs():

@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 
@@ -681,7 +682,8 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="a reduced run (a few seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--out", default="tinytl-demo", metavar="DIR",
-                   help="folder for results.json and results.png (default ./tinytl-demo/)")
+                   help="folder for results.json and results.png (default ./tinytl-demo/; created if needed, "
+                        "checked before the run starts)")
 
 
 def config_from_args(args) -> DemoConfig:
@@ -702,10 +704,42 @@ def config_from_args(args) -> DemoConfig:
     return DemoConfig.quick_config(**over) if args.quick else DemoConfig(**over)
 
 
+def _check_out(out) -> None:
+    """Raise ValueError (naming --out) unless results.json and results.png can be written in ``out``.
+
+    ``out`` must be a folder, or a path where one can be created: not a file, not
+    under a file, and in a folder this process may write in. Nothing is created:
+    ``save_results`` makes the folder after the run. Called before training, so a
+    bad --out fails at once instead of after the whole run.
+    """
+    out = os.fspath(out)
+    if not out:
+        raise ValueError("--out: the path is empty")
+    path = os.path.abspath(out)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {out}: a file is in the way (--out names the folder for results.json "
+                         "and results.png)")
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--out {out}: cannot create the folder, {existing} is a file")
+    for name in ("results.json", "results.png"):
+        target = os.path.join(path, name)
+        if os.path.isdir(target):
+            raise ValueError(f"--out {out}: {target} is a folder, the results cannot be written there")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write in {existing} ({e.strerror or e})") from None
+
+
 def main(args) -> int:
     """``tinytl demo``: run, print the table, write the JSON and the plot, say where."""
     cfg = config_from_args(args)
     _validate(cfg)                  # the cheap checks, before the banner
+    _check_out(args.out)            # and where the results go, before the training
     progress = not args.quiet and sys.stderr.isatty()
     print(f"tinytl demo: pretrain an MLP (2 hidden layers of {cfg.hidden}) on "
           f"{cfg.data} classes {_fmt_classes(cfg.source_classes)}, transfer to "
