@@ -5,8 +5,10 @@
    the convention stated at the top of ``docs/tour.md``): the file must exist
    and each dotted part of the name must occur in it as a whole word.
 2. ``docs/api.md`` names every public name (``tinytl.__all__``,
-   ``tinytl.nn.__all__``, ``tinytl.transfer.__all__``, the members of
-   ``Tensor``, ``Module`` and ``SGD``, ...).
+   ``tinytl.nn.__all__``, ``tinytl.transfer.__all__``, ``tinytl.demo.__all__``,
+   the functions of ``tinytl.backend``, the keys of ``backend_info()``, the
+   members of ``Tensor``, ``Module`` and ``SGD``, ...), and it is exactly what
+   ``render_api()`` below generates from the code today (not stale).
 
 ``docs/api.md`` is generated from the docstrings by this file (standard
 ``inspect`` only)::
@@ -14,6 +16,7 @@
     python tests/test_docs.py --write      # rewrite docs/api.md
 """
 import dataclasses
+import difflib
 import glob
 import inspect
 import os
@@ -130,9 +133,15 @@ def test_tour_states_the_convention_and_follows_the_step():
 
 # ------------------------------------------------------------------ api.md ----
 
+def _module_functions(module):
+    """The public functions defined in ``module``, in the order of the source."""
+    return [n for n, o in vars(module).items()
+            if inspect.isfunction(o) and o.__module__ == module.__name__ and not n.startswith("_")]
+
+
 def public_names():
     """(where, name) for every name docs/api.md must mention."""
-    from tinytl import data, datasets, io, kernels, optim, transfer
+    from tinytl import backend, data, datasets, demo, io, kernels, optim, transfer
     names = [("tinytl", n) for n in tl.__all__]
     names += [("tinytl.nn", n) for n in nn.__all__]
     names += [("tinytl.nn.functional", n) for n in nn.functional.__all__]
@@ -143,6 +152,10 @@ def public_names():
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available"),
               ("tinytl.optim", "SGD")]
+    names += [("tinytl.kernels.backend_info()", k) for k in kernels.backend_info()]
+    names += [("tinytl.backend", n) for n in _module_functions(backend) + ["DEVICES"]]
+    names += [("tinytl.demo", n) for n in demo.__all__]
+    names += [("tinytl.demo.DemoConfig", f.name) for f in dataclasses.fields(demo.DemoConfig)]
     for cls in (tl.Tensor, nn.Module, optim.SGD):
         names += [(cls.__name__, n) for n in dir(cls) if not n.startswith("_")]
     return sorted(set(names))
@@ -152,13 +165,34 @@ def api_identifiers(text):
     return {w for span in SPAN_RE.findall(text) for w in re.findall(r"[A-Za-z_]\w*", span)}
 
 
+API_MD = os.path.join(REPO, "docs", "api.md")
+
+
+def test_render_api_names_every_public_name():
+    known = api_identifiers(render_api())
+    missing = [f"{where}.{name}" for where, name in public_names() if name not in known]
+    assert not missing, "render_api() (tests/test_docs.py) does not mention: " + ", ".join(missing)
+
+
 def test_api_md_names_every_public_name():
-    path = os.path.join(REPO, "docs", "api.md")
-    with open(path, encoding="utf-8") as f:
+    with open(API_MD, encoding="utf-8") as f:
         known = api_identifiers(f.read())
     missing = [f"{where}.{name}" for where, name in public_names() if name not in known]
     assert not missing, ("docs/api.md does not mention: " + ", ".join(missing)
                          + "\n(regenerate it: python tests/test_docs.py --write)")
+
+
+def test_api_md_is_up_to_date():
+    """docs/api.md is what render_api() makes of the code today: a changed signature or docstring
+    summary, or a new public name, makes it stale."""
+    with open(API_MD, encoding="utf-8") as f:
+        text = f.read()
+    expected = render_api()
+    if text != expected:
+        diff = list(difflib.unified_diff(text.splitlines(), expected.splitlines(), "docs/api.md",
+                                         "render_api()", lineterm="", n=0))
+        pytest.fail("docs/api.md is stale; regenerate it: python tests/test_docs.py --write\n"
+                    + "\n".join(diff[:60]) + ("\n..." if len(diff) > 60 else ""))
 
 
 # --------------------------------------------------- generating api.md ----
@@ -221,8 +255,38 @@ def _members(cls, prefix):
     return lines
 
 
+# Module-level constants have no docstring: what api.md says of each (render_api refuses an unknown one).
+CONSTANTS = {
+    "METHODS": "the methods of the experiment, key -> label in the table and the plot, in display order",
+    "PLOT_HINT": "what to install for the plot, as the messages say it",
+    "DEVICES": "the device names",
+}
+
+
+def _constant(label, value):
+    name = label.rsplit(".", 1)[-1]
+    if name not in CONSTANTS:
+        raise KeyError(f"render_api: say what the constant {label} is in CONSTANTS (tests/test_docs.py)")
+    return f"- `{label}`: {CONSTANTS[name]}: `{value!r}`."
+
+
+def _dataclass_defaults(cls):
+    """``name = default`` for each field of a dataclass (factories called), as one line of spans."""
+    parts = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            parts.append(f"`{f.name}`")
+            continue
+        parts.append(f"`{f.name} = {value!r}`".replace("'", '"'))
+    return ", ".join(parts)
+
+
 def render_api():
-    from tinytl import backend, cuda, data, datasets, io, kernels, optim, transfer
+    from tinytl import backend, cuda, data, datasets, demo, io, kernels, optim, transfer
     out = ["# tinytl API reference", "",
            "Every public name, with its signature and the first paragraph of its docstring",
            "(`help(name)` has the rest). Generated from the docstrings by",
@@ -270,11 +334,27 @@ def render_api():
     out += ["## `tl.data`", "", _entry("tl.data.DataLoader", data.DataLoader), ""]
     out += ["## `tl.datasets`", ""] + [_entry(f"tl.datasets.{n}", getattr(datasets, n))
                                        for n in datasets.__all__] + [""]
+    out += ["## `tinytl.demo`: the experiment of `tinytl demo`", "",
+            "`from tinytl import demo` (`import tinytl` does not import it). " + _summary(demo), ""]
+    for n in demo.__all__:
+        obj = getattr(demo, n)
+        if not callable(obj):
+            out.append(_constant(f"demo.{n}", obj))
+        elif dataclasses.is_dataclass(obj):        # many fields: their defaults say more than a signature
+            out.append(f"- `demo.{n}(field=value, ...)`: {_summary(obj)}")
+            out.append("  - fields and defaults: " + _dataclass_defaults(obj))
+            out += ["  " + m for m in _members(obj, n)]
+        else:
+            out.append(_entry(f"demo.{n}", obj))
+    out += [""]
+
     out += ["## `tl.cuda`, `tl.kernels`, `tl.backend`", ""]
     out += [_entry(f"tl.cuda.{n}", getattr(cuda, n)) for n in ("is_available", "device_count")]
-    out += [_entry(f"tl.kernels.{n}", getattr(kernels, n)) for n in ("backend_info", "for_array")]
-    out += [_entry(f"tl.backend.{n}", getattr(backend, n))
-            for n in ("get_array_module", "device_of", "to_device", "to_numpy", "check_device")]
+    out += [_entry("tl.kernels.backend_info", kernels.backend_info),
+            "  - keys: " + ", ".join(f"`{k}`" for k in kernels.backend_info()),
+            _entry("tl.kernels.for_array", kernels.for_array)]
+    out += [_entry(f"tl.backend.{n}", getattr(backend, n)) for n in _module_functions(backend)]
+    out.append(_constant("tl.backend.DEVICES", backend.DEVICES))
     out += ["", "## Command line", "",
             "- `tinytl demo [--quick] [--shots 5,10,20] [--seeds 3] [--data mnist1d|mnist-idx --path DIR] ...`: "
             "the transfer-learning experiment (`tinytl/demo.py`); `tinytl.demo.run_demo(config)` returns the "

@@ -75,6 +75,7 @@ def check_device(device) -> str:
 
 
 def is_cupy_array(a) -> bool:
+    """True when ``a`` is a CuPy array (never imports CuPy: without it loaded, nothing is one)."""
     return _cupy is not None and isinstance(a, _cupy.ndarray)
 
 
@@ -88,6 +89,7 @@ def get_array_module(*arrays):
 
 
 def device_of(array) -> str:
+    """'cuda' for a CuPy array, else 'cpu'."""
     return "cuda" if is_cupy_array(array) else "cpu"
 
 
@@ -101,4 +103,5 @@ def to_device(array, device: str):
 
 
 def to_numpy(array) -> np.ndarray:
+    """The array as a NumPy array on the host (a copy from the GPU; no copy on the CPU)."""
     return _cupy.asnumpy(array) if is_cupy_array(array) else np.asarray(array)
