@@ -200,33 +200,38 @@ def test_sgd_updates_a_strided_parameter_in_place():
 
 
 @pytest.mark.parametrize("stream_cost,want", [(0.5, True), (0.9, False), (2.0, False)])
-def test_store_path_of_a_large_parameter_is_chosen_by_timing(monkeypatch, stream_cost, want):
-    """A large CPU parameter's first steps time plain and streaming stores (alternating,
-    three each, the first step untimed); streaming is kept only when clearly faster.
-    The values are the reference's bit for bit on either path."""
+def test_store_path_of_large_parameters_is_chosen_by_timing_iterations(monkeypatch, stream_cost, want):
+    """The store path of large CPU parameters is chosen by timing whole iterations (from one
+    step() to the next) with plain and streaming stores, alternating, three each, the first
+    step untimed; streaming is kept only when clearly faster, and timed again after
+    _STREAM_RETIME steps (here the costs swap in between). Small parameters always take
+    the plain path. The values are the reference's bit for bit on either path."""
     from tinytl import kernels, optim
     if kernels.cpu_kernels is kernels.reference:
         pytest.skip("the compiled kernels are not built")
     K = kernels.cpu_kernels
-    now, calls = [0.0], []
+    monkeypatch.setattr(optim, "_STREAM_RETIME", 4)
+    now, calls, cost = [0.0], [], {False: 1.0, True: stream_cost}
     real = K.sgd_step
 
-    def fake_step(*args):
+    def fake_step(*args):                     # the clock moves only inside the updates
         stream = args[9] if len(args) > 9 else False
         calls.append(stream)
-        now[0] += stream_cost if stream else 1.0
+        now[0] += cost[stream]
         return real(*args)
 
     monkeypatch.setattr(K, "sgd_step", fake_step)
     monkeypatch.setattr(optim, "_clock", lambda: now[0])
     rng = np.random.default_rng(0)
-    w0 = rng.standard_normal((160, 120)).astype(np.float32)          # 76.8 KB: a candidate
+    w0 = rng.standard_normal((160, 120)).astype(np.float32)          # 76.8 KB: large
     b0 = rng.standard_normal(160).astype(np.float32)                 # 640 B: always plain
     w, b = nn.Parameter(w0.copy()), nn.Parameter(b0.copy())
     opt = tl.optim.SGD([w, b], lr=0.1, momentum=0.9)
     rw, rb = w0.copy(), b0.copy()
     bufs = [np.empty_like(w0), np.empty_like(b0)]
-    for k in range(10):
+    for k in range(19):
+        if k == 12:                                                   # the machine changes: costs swap
+            cost[True], cost[False] = cost[False], cost[True]
         gw, gb = rng.standard_normal(w0.shape).astype(np.float32), rng.standard_normal(160).astype(np.float32)
         w.grad, b.grad = gw.copy(), gb.copy()
         opt.step()
@@ -234,7 +239,11 @@ def test_store_path_of_a_large_parameter_is_chosen_by_timing(monkeypatch, stream
         kernels.reference.sgd_step(rb, gb, bufs[1], 0.1, 0.9, 0.0, 0.0, False, k == 0)
         np.testing.assert_array_equal(w.data, rw)
         np.testing.assert_array_equal(b.data, rb)
-    assert opt._stream[id(w)] is want and id(b) not in opt._stream
+    # an iteration costs the weight's update (its path) plus the bias's (plain, 1.0 then stream_cost)
+    after = {False: stream_cost + stream_cost, True: 1.0 + stream_cost}
+    want_after = after[True] < optim._STREAM_GAIN * after[False]
+    F, T = False, True
     weight_calls = calls[0::2]                                      # w then b, every step
-    assert weight_calls == [False] + [False, True] * 3 + [want] * 3
+    assert weight_calls == [F, F, T, F, T, F, T] + [want] * 5 + [F, T, F, T, F, T] + [want_after], weight_calls
+    assert opt._stream[0] is want_after
     assert not any(calls[1::2])

@@ -9,7 +9,8 @@ drops its stale gradient and its momentum, so unfreezing starts afresh.
 Large parameters on the CPU are stored either with plain or with streaming
 stores (``sgd_step(stream=...)``, csrc/sgd.cpp): the same values, but which is
 faster depends on whether the BLAS's threads on other cores have just read the
-weights. SGD times both on a parameter's first steps and keeps the faster.
+weights. SGD times whole iterations both ways on its first steps, keeps the
+faster, and times them again every 500 steps.
 
 L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
 alpha * (w - w0) to the gradient, pulling the weights toward their values w0
@@ -31,13 +32,19 @@ from .tensor import Tensor, is_anomaly_enabled
 
 _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0)
 
-# The store path of the compiled CPU update (plain or streaming) is chosen per parameter
-# of at least _STREAM_MIN_BYTES by timing _STREAM_TRIALS updates each way; streaming is
-# kept only when it is clearly faster, since its cost (the next reader fetches the
-# weights from memory) falls outside the timed call.
+# The store path of the compiled CPU update (plain or streaming stores) for parameters of
+# at least _STREAM_MIN_BYTES is chosen by timing whole training iterations: the interval
+# between one step() and the next holds the update and the forward and backward that
+# read the weights it wrote, and the path changes both (streaming skips taking lines back
+# from other cores' caches, but leaves the weights in memory rather than in this core's
+# cache). _STREAM_TRIALS iterations each way, alternating; streaming is kept when its
+# median is under _STREAM_GAIN times plain's (a margin for noise). The choice is timed
+# again every _STREAM_RETIME steps: what pays depends on the machine's state (other
+# processes, BLAS threads), which can change during a long run.
 _STREAM_MIN_BYTES = 1 << 16
 _STREAM_TRIALS = 3
-_STREAM_GAIN = 0.8
+_STREAM_GAIN = 0.95
+_STREAM_RETIME = 500
 _clock = time.perf_counter
 
 
@@ -68,7 +75,9 @@ class SGD:
                              nesterov=nesterov, l2sp=l2sp)
         self.param_groups = []
         self.state = {}          # id(param) -> {"momentum_buffer": array, "l2sp_anchor": array}
-        self._stream = {}        # id(param) -> store path (see _timed_step); not saved: it is this machine's
+        # store path of large CPU parameters (see _store_path): [stream, steps left, plain
+        # iteration times, streaming iteration times, path of the last step or None, its start]
+        self._stream = [False, 0, [], [], None, 0.0]
         params = list(params)
         if not params:
             raise ValueError("SGD: got an empty parameter list")
@@ -125,6 +134,7 @@ class SGD:
         """Update every trainable parameter that has a gradient, in place."""
         state = self.state
         anomaly = is_anomaly_enabled()
+        path = None                             # this step's store path, chosen at the first large parameter
         for g in self.param_groups:
             lr, mom, damp, wd, nest, l2sp = (g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
                                              g["nesterov"], g["l2sp"])
@@ -176,30 +186,39 @@ class SGD:
                 if anomaly:
                     self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
                 elif data.nbytes >= _STREAM_MIN_BYTES and K is _kernels.cpu_kernels and K is not _kernels.reference:
-                    self._timed_step(id(p), K, data, grad, buf, lr, mom, damp, wd, nest, first)
+                    if path is None:
+                        path = self._store_path()
+                    if first:                   # new momentum buffers: this iteration is not timed
+                        self._stream[4] = None
+                    K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, path)
                 else:
                     K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
 
-    def _timed_step(self, key, K, data, grad, buf, lr, mom, damp, wd, nest, first):
-        """The compiled CPU update of a large parameter, with the store path chosen for it:
-        the first steps alternate plain and streaming stores and time each call; then the
-        faster path is kept (``self._stream[key]``, a bool). Both give the same values."""
-        choice = self._stream.get(key)
-        if choice is None:
-            if first:       # the momentum buffer's pages are touched for the first time: not timed
-                K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
-                return
-            choice = self._stream[key] = ([], [])
-        if choice is True or choice is False:
-            K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, choice)
-            return
-        plain, streamed = choice
-        stream = len(streamed) < len(plain)
-        t0 = _clock()
-        K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, stream)
-        (streamed if stream else plain).append(_clock() - t0)
-        if len(streamed) == _STREAM_TRIALS:
-            self._stream[key] = median(streamed) < _STREAM_GAIN * median(plain)
+    def _store_path(self) -> bool:
+        """Plain (False) or streaming (True) stores for this step's large CPU parameters.
+
+        While steps are left on the current choice, that choice. Otherwise this step is
+        a trial: the time since the previous step() is booked to the path that step
+        used, and the paths alternate until each has _STREAM_TRIALS iterations; then
+        the faster is kept for _STREAM_RETIME steps. Both paths give the same values.
+        """
+        s = self._stream
+        now = _clock()
+        if s[1] > 0:
+            s[1] -= 1
+            return s[0]
+        plain, streamed, prev = s[2], s[3], s[4]
+        if prev is not None:
+            (streamed if prev else plain).append(now - s[5])
+        if len(plain) >= _STREAM_TRIALS and len(streamed) >= _STREAM_TRIALS:
+            s[0] = median(streamed) < _STREAM_GAIN * median(plain)
+            s[1] = _STREAM_RETIME
+            plain.clear()
+            streamed.clear()
+            s[4] = None
+            return s[0]
+        s[4], s[5] = len(streamed) < len(plain), now
+        return s[4]
 
     @staticmethod
     def _checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, shape):
