@@ -202,7 +202,7 @@ def test_sgd_updates_a_strided_parameter_in_place():
 @pytest.mark.parametrize("stream_cost,want", [(0.5, True), (0.9, False), (2.0, False)])
 def test_store_path_of_large_parameters_is_chosen_by_timing_iterations(monkeypatch, stream_cost, want):
     """The store path of large CPU parameters is chosen by timing whole iterations (from one
-    step() to the next) with plain and streaming stores, alternating, three each, the first
+    step() to the next) with plain and streaming stores, alternating (three each here), the first
     step untimed; streaming is kept only when clearly faster, and timed again after
     _STREAM_RETIME steps (here the costs swap in between). Small parameters always take
     the plain path. The values are the reference's bit for bit on either path."""
@@ -211,6 +211,7 @@ def test_store_path_of_large_parameters_is_chosen_by_timing_iterations(monkeypat
         pytest.skip("the compiled kernels are not built")
     K = kernels.cpu_kernels
     monkeypatch.setattr(optim, "_STREAM_RETIME", 4)
+    monkeypatch.setattr(optim, "_STREAM_TRIALS", 3)
     now, calls, cost = [0.0], [], {False: 1.0, True: stream_cost}
     real = K.sgd_step
 
@@ -247,3 +248,31 @@ def test_store_path_of_large_parameters_is_chosen_by_timing_iterations(monkeypat
     assert weight_calls == [F, F, T, F, T, F, T] + [want] * 5 + [F, T, F, T, F, T] + [want_after], weight_calls
     assert opt._stream[0] is want_after
     assert not any(calls[1::2])
+
+
+def test_store_path_choice_shrugs_off_two_interrupted_iterations(monkeypatch):
+    """Two long gaps between steps (an evaluation, a pause), both after streaming steps,
+    do not make the faster streaming path lose: five timed iterations each, medians."""
+    from tinytl import kernels, optim
+    if kernels.cpu_kernels is kernels.reference:
+        pytest.skip("the compiled kernels are not built")
+    K = kernels.cpu_kernels
+    now, real = [0.0], K.sgd_step
+
+    def fake_step(*args):
+        now[0] += 0.5 if (len(args) > 9 and args[9]) else 1.0
+        return real(*args)
+
+    monkeypatch.setattr(K, "sgd_step", fake_step)
+    monkeypatch.setattr(optim, "_clock", lambda: now[0])
+    w = nn.Parameter(np.zeros((160, 120), np.float32))
+    opt = tl.optim.SGD([w], lr=0.1, momentum=0.9)
+    gaps = 0
+    for _ in range(12):
+        w.grad = np.ones((160, 120), np.float32)
+        opt.step()
+        if opt._stream[4] is True and gaps < 2:          # a timed streaming iteration is interrupted
+            now[0] += 1000.0
+            gaps += 1
+    assert gaps == 2
+    assert opt._stream[1] > 0 and opt._stream[0] is True

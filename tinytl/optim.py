@@ -38,11 +38,13 @@ _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
 # read the weights it wrote, and the path changes both (streaming skips taking lines back
 # from other cores' caches, but leaves the weights in memory rather than in this core's
 # cache). _STREAM_TRIALS iterations each way, alternating; streaming is kept when its
-# median is under _STREAM_GAIN times plain's (a margin for noise). The choice is timed
+# median is under _STREAM_GAIN times plain's (a margin for noise); with five each, two
+# interrupted iterations (an evaluation or a pause between steps) cannot sway the median.
+# The choice is timed
 # again every _STREAM_RETIME steps: what pays depends on the machine's state (other
 # processes, BLAS threads), which can change during a long run.
 _STREAM_MIN_BYTES = 1 << 16
-_STREAM_TRIALS = 3
+_STREAM_TRIALS = 5
 _STREAM_GAIN = 0.95
 _STREAM_RETIME = 500
 _clock = time.perf_counter
