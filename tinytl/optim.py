@@ -40,9 +40,8 @@ _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
 # cache). _STREAM_TRIALS iterations each way, alternating; streaming is kept when its
 # median is under _STREAM_GAIN times plain's (a margin for noise); with five each, two
 # interrupted iterations (an evaluation or a pause between steps) cannot sway the median.
-# The choice is timed
-# again every _STREAM_RETIME steps: what pays depends on the machine's state (other
-# processes, BLAS threads), which can change during a long run.
+# The choice is timed again every _STREAM_RETIME steps: what pays depends on the
+# machine's state (other processes, BLAS threads), which can change during a long run.
 _STREAM_MIN_BYTES = 1 << 16
 _STREAM_TRIALS = 5
 _STREAM_GAIN = 0.95
@@ -205,10 +204,10 @@ class SGD:
         the faster is kept for _STREAM_RETIME steps. Both paths give the same values.
         """
         s = self._stream
-        now = _clock()
         if s[1] > 0:
             s[1] -= 1
             return s[0]
+        now = _clock()
         plain, streamed, prev = s[2], s[3], s[4]
         if prev is not None:
             (streamed if prev else plain).append(now - s[5])
