@@ -12,9 +12,11 @@
 //
 // TINYTL_SIMD_CLONES marks a compute-bound function to be compiled several times: for the
 // portable x86-64 baseline (SSE2), for AVX2 + FMA (x86-64-v3) and, with GCC, for AVX-512
-// (x86-64-v4); the loader picks the best one the CPU runs (function multiversioning). The
-// clones do the same IEEE operations in the same order (no FMA contraction: -ffp-contract=off),
-// so they give the same bits. On the Zen 4 development machine the float softmax rows ran
+// (x86-64-v4); the loader picks the best one the CPU runs (function multiversioning). Where
+// FMA contraction is off (every file but softmax_xent.cpp, see CMakeLists.txt) the clones
+// do the same IEEE operations in the same order and give the same bits; the softmax rows
+// may contract to FMAs, differently per clone, and are tested with a tolerance. On the
+// Zen 4 development machine the float softmax rows ran
 // 1.46x faster in the AVX-512 clone than in the AVX2 one (fewer instructions for the same
 // work, masked tails), although Zen 4 executes 512-bit operations as two 256-bit halves.
 #pragma once

@@ -14,8 +14,9 @@
 // it), while a streaming store of a whole line invalidates the other copies without
 // waiting for their data (35 us). The lines then go to memory instead of this core's
 // cache, which costs the next reader when no other core holds them: the update of a
-// hot 1M-float parameter alone is ~1.7x slower. So the caller chooses: SGD times both
-// on its first steps and keeps the faster one (tinytl/optim.py).
+// hot 1M-float parameter alone is ~1.7x slower. So the caller chooses: SGD times whole
+// iterations both ways, keeps the faster and times them again every 500 steps
+// (tinytl/optim.py).
 #include "sgd.h"
 
 #include "parallel.h"
@@ -88,7 +89,8 @@ static inline __attribute__((always_inline)) void sgd_range(T* p, const T* g, T*
 
 // One chunk [i0, i1) of the update, every option combination. The loops are short and
 // run out of the L2/L3 caches at the sizes of real layers, where the 4-wide SSE2 baseline
-// is instruction-bound: the chunk gets an AVX2 clone (same operations, same results).
+// is instruction-bound: the chunk gets AVX2 and AVX-512 clones (same operations, no FMA
+// contraction in this file, so the same results).
 template <typename T>
 static inline __attribute__((always_inline)) void sgd_chunk(T* p, const T* g, T* b, T lr, T mom, T damp1, T wd,
                                                             bool wd_on, bool momentum_on, bool nesterov, bool first,

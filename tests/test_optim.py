@@ -199,7 +199,7 @@ def test_sgd_updates_a_strided_parameter_in_place():
     np.testing.assert_array_equal(base[:, 1::2], 1.0)
 
 
-@pytest.mark.parametrize("stream_cost,want", [(0.5, True), (0.9, False), (2.0, False)])
+@pytest.mark.parametrize("stream_cost,want", [(0.5, True), (0.875, True), (1.0, False), (2.0, False)])
 def test_store_path_of_large_parameters_is_chosen_by_timing_iterations(monkeypatch, stream_cost, want):
     """The store path of large CPU parameters is chosen by timing whole iterations (from one
     step() to the next) with plain and streaming stores, alternating (three each here), the first
