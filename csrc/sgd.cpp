@@ -28,18 +28,23 @@
 
 namespace tinytl {
 
+// The update of one element: returns the new parameter value; b is the element's
+// momentum buffer, updated in place (nullptr without momentum: buf may be null then).
+template <typename T, bool WD, bool MOM, bool FIRST, bool NEST>
+static inline __attribute__((always_inline)) T sgd_elem(T p, T g, T* b, T lr, T mom, T damp1, T wd) {
+    T d = WD ? g + wd * p : g;
+    if (MOM) {
+        const T bi = FIRST ? d : mom * *b + damp1 * d;
+        *b = bi;
+        d = NEST ? d + mom * bi : bi;
+    }
+    return p - lr * d;
+}
+
 template <typename T, bool WD, bool MOM, bool FIRST, bool NEST>
 static inline __attribute__((always_inline)) void sgd_loop(T* p, const T* g, T* b, T lr, T mom, T damp1, T wd, int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) {
-        T d = WD ? g[i] + wd * p[i] : g[i];
-        if (MOM) {
-            const T bi = FIRST ? d : mom * b[i] + damp1 * d;
-            b[i] = bi;
-            d = NEST ? d + mom * bi : bi;
-        }
-        p[i] = p[i] - lr * d;
-    }
+    for (int64_t i = i0; i < i1; ++i) p[i] = sgd_elem<T, WD, MOM, FIRST, NEST>(p[i], g[i], MOM ? b + i : nullptr, lr, mom, damp1, wd);
 }
 
 #if defined(__SSE2__)
@@ -62,15 +67,8 @@ static inline __attribute__((always_inline)) void sgd_loop_stream(T* p, const T*
     for (; i + L <= i1; i += L) {
         alignas(64) T out[L];
 #pragma omp simd
-        for (int64_t k = 0; k < L; ++k) {
-            T d = WD ? g[i + k] + wd * p[i + k] : g[i + k];
-            if (MOM) {
-                const T bi = FIRST ? d : mom * b[i + k] + damp1 * d;
-                b[i + k] = bi;
-                d = NEST ? d + mom * bi : bi;
-            }
-            out[k] = p[i + k] - lr * d;
-        }
+        for (int64_t k = 0; k < L; ++k)
+            out[k] = sgd_elem<T, WD, MOM, FIRST, NEST>(p[i + k], g[i + k], MOM ? b + i + k : nullptr, lr, mom, damp1, wd);
         stream_line(p + i, out);
     }
     sgd_loop<T, WD, MOM, FIRST, NEST>(p, g, b, lr, mom, damp1, wd, i, i1);
