@@ -7,24 +7,26 @@
    NVRTC (what CuPy uses) has no host headers: the sources include none, which is checked.
 2. ``tinytl/kernels/cuda.py`` is the table of contents of reference.py (same names, same
    signatures, same order) and imports without CuPy.
-3. The host code runs against a fake ``cupy`` (NumPy arrays posing as device arrays) whose
-   kernels check each launch against the C signature in the .cu file: the number of
+3. The host code runs against a fake ``cupy`` (tests/emucupy.py, with ``run=False``: NumPy
+   arrays posing as device arrays) whose kernels check each launch against the C signature in the .cu file: the number of
    arguments, the type of each (a Python int would arrive as ``long long``, a float as
    ``double``), the dtype behind each pointer, contiguity, the launch dimensions and the
    launches per call. The same fake shows that bad arguments raise the CPU kernels'
    exceptions with the CPU kernels' messages, before any launch.
-What needs a GPU (the numbers the kernels compute) is in test_kernels_cuda.py.
+The numbers the kernels compute are checked in test_kernels_cuda.py: on a GPU where there
+is one, else on the CPU by the emulator in tests/emucupy.py.
 """
 import inspect
 import re
 import shutil
 import subprocess
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import emucupy
+from emucupy import FakeArray, kernels_of
 from tinytl import backend
 from tinytl.kernels import cuda as G
 from tinytl.kernels import reference as R
@@ -32,13 +34,6 @@ from tinytl.kernels import reference as R
 CUDA_DIR = Path(G.__file__).with_name("cuda")
 CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
 ARCHS = ["sm_90", "sm_80"]
-KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
-
-
-def kernels_of(text):
-    """{name: [(c_type, param_name), ...]} of the extern "C" kernels in a .cu source."""
-    return {name: [re.fullmatch(r"(.*?)\s*(\w+)", p.strip()).groups() for p in params.split(",")]
-            for name, params in KERNEL_RE.findall(text)}
 
 
 def reference_names():
@@ -117,93 +112,15 @@ def test_source_has_a_line_directive():
 
 # ------------------------------------------------- the host side, faked GPU ----
 
-C_TYPES = {"int": np.int32, "long long": np.int64, "float": np.float32, "double": np.float64}
-
-
-class FakeArray(np.ndarray):
-    """A NumPy array posing as a cupy.ndarray: ``.data.ptr`` and ``.device.id``."""
-
-    @property
-    def data(self):
-        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
-
-    @property
-    def device(self):
-        return types.SimpleNamespace(id=getattr(self, "dev", 0))
-
-
 def fake(a):
-    return np.array(a).view(FakeArray)
-
-
-class FakeKernel:
-    def __init__(self, name, params, launches):
-        self.name, self.params, self.launches = name, params, launches
-
-    def __call__(self, grid, block, args):
-        assert isinstance(grid, tuple) and isinstance(block, tuple) and isinstance(args, tuple)
-        assert 1 <= len(grid) <= 3 and 1 <= len(block) <= 3
-        assert all(type(g) is int and g >= 1 for g in grid + block), (grid, block)
-        assert grid[0] < 2**31 and all(g <= 65535 for g in grid[1:]) and np.prod(block) <= 1024
-        assert len(args) == len(self.params), f"{self.name}: {len(args)} arguments for {self.params}"
-        for a, (ctype, pname) in zip(args, self.params):
-            where = f"{self.name}({pname})"
-            if ctype.endswith("*"):
-                if isinstance(a, np.uint64):
-                    assert a == 0, where  # the null pointer
-                    continue
-                assert isinstance(a, FakeArray), f"{where}: {type(a)}"
-                assert a.flags.c_contiguous and a.__array_interface__["data"][0] % a.itemsize == 0, where
-                base = ctype.replace("const", "").replace(" ", "")
-                if base.count("*") == 2:
-                    assert a.dtype == np.int64, where  # a table of pointers
-                else:
-                    assert a.dtype == C_TYPES[base[:-1].replace("longlong", "long long")], where
-            else:
-                assert type(a) is C_TYPES[ctype], f"{where}: {ctype} given {type(a).__name__}"
-        self.launches.append((self.name, grid, block))
-
-
-def make_fake_cupy(launches):
-    cp = types.ModuleType("fakecupy")
-    cp.ndarray = FakeArray
-
-    class RawModule:
-        def __init__(self, code, options=()):
-            assert code.startswith('#line 1 "tinytl/kernels/cuda/') and "--std=c++17" in options
-            self.sigs = kernels_of(code)
-
-        def get_function(self, name):
-            assert name in self.sigs, f"no kernel {name}"
-            return FakeKernel(name, self.sigs[name], launches)
-
-    class Device:
-        def __init__(self, i=0):
-            self.id = i
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    cp.RawModule = RawModule
-    cp.empty_like = lambda a: np.empty_like(a)
-    cp.empty = lambda shape, dtype: np.empty(shape, dtype).view(FakeArray)
-    cp.full = lambda shape, v, dtype: np.full(shape, v, dtype).view(FakeArray)
-    cp.asarray = fake
-    cp.cuda = types.SimpleNamespace(
-        Device=Device,
-        runtime=types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1,
-                                      getDeviceProperties=lambda d: {"multiProcessorCount": 132}))
-    return cp
+    return emucupy.asarray(a)
 
 
 @pytest.fixture
 def launches(monkeypatch):
     """Swap a fake cupy into tinytl.backend; yields the list of launches made."""
     made = []
-    monkeypatch.setattr(backend, "_cupy", make_fake_cupy(made))
+    monkeypatch.setattr(backend, "_cupy", emucupy.make_cupy(made, run=False))
     for f in (G._module, G._kernel, G._max_blocks, G._sgd_table):
         f.cache_clear()
     yield made

@@ -1,5 +1,5 @@
 """The CUDA kernels (tinytl.kernels.cuda, sources in tinytl/kernels/cuda/) against their
-specification, reference.py, on a GPU.
+specification, reference.py: on a GPU where there is one, else on the CPU.
 
 The same standard as test_kernels.py for the C++ twins: random shapes from hypothesis
 (empty and one-row batches included), both dtypes, C-contiguous and strided inputs,
@@ -9,8 +9,15 @@ determinism (the same bits twice), and bad arguments (the CPU kernels' exception
 messages, nothing written). Where the float operations are the same as NumPy's
 (the linear epilogues, SGD) the results must match bit for bit.
 
-The whole module is skipped unless CuPy imports and sees a GPU. What runs without one
-(nvcc compiles, the host side against the kernels' signatures) is in test_cuda_compile.py.
+Where CuPy sees a GPU, ``cp`` is CuPy. Elsewhere (CI) it is ``emucupy.make_cupy()``: the
+same .cu files, compiled with g++ and run on the CPU by tests/emu/cuda_on_cpu.h (threads
+as fibers, barriers and warp shuffles honoured, out-of-bounds writes and divergent
+barriers caught, the thread order changed from launch to launch to expose races). The
+emulator cannot tell how fast a kernel is, nor what NVRTC's math library returns in the
+last bits; the few tests that need a real GPU say so and are skipped there, and the
+largest shapes are cut down (``big``), keeping every launch configuration.
+What runs without either (nvcc compiles, the launches against the kernels' signatures)
+is in test_cuda_compile.py.
 """
 import itertools
 
@@ -18,16 +25,46 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-cp = pytest.importorskip("cupy")
+import emucupy
+from tinytl import backend
 
-from tinytl import backend  # noqa: E402
-
-if not backend.cuda_is_available():
-    pytest.skip("CuPy is installed but no CUDA GPU is usable", allow_module_level=True)
+ON_GPU = backend.cuda_is_available()
+if ON_GPU:
+    import cupy as cp
+elif emucupy.compiler() is None:
+    pytest.skip("no CUDA GPU, and no g++ to run the CUDA kernels on the CPU", allow_module_level=True)
+else:
+    cp = emucupy.make_cupy()
 
 from tinytl.kernels import cuda as G  # noqa: E402
 from tinytl.kernels import reference as R  # noqa: E402
 from test_cuda_compile import bad_calls  # noqa: E402  (the same list the no-GPU test uses)
+
+needs_gpu = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU (this one is about CuPy itself)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def emulated_cupy():
+    """Without a GPU, tinytl.backend hands out the emulator for this module's tests."""
+    caches = (G._module, G._kernel, G._max_blocks, G._sgd_table)
+    saved = backend._cupy, backend._cupy_error
+    if not ON_GPU:
+        backend._cupy, backend._cupy_error = cp, None
+    for f in caches:
+        f.cache_clear()
+    yield
+    backend._cupy, backend._cupy_error = saved
+    for f in caches:
+        f.cache_clear()
+
+
+def big(shape):
+    """``shape``, with its number of rows cut so the emulator runs it in a blink."""
+    if ON_GPU:
+        return shape
+    n, m = shape
+    return (min(n, max(129, 80000 // m)), m)  # >= 129 rows: several strips; (300000, 1): strips > 64 rows
+
 
 DTYPES = [np.float32, np.float64]
 LAYOUTS = ["c", "transposed", "strided", "reversed"]
@@ -137,6 +174,7 @@ def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
 @pytest.mark.parametrize("shape", [(64, 5), (65, 5), (1024, 1024), (3, 40000), (70000, 3), (2048, 2049),
                                    (300000, 1)])  # 65 rows and up: several strips, two launches
 def test_linear_epilogues_large_and_deterministic(dtype, shape):
+    shape = big(shape)
     rng = np.random.default_rng(0)
     y, bias, grad = data(rng, shape, dtype), data(rng, shape[1:], dtype), data(rng, shape, dtype)
     np.testing.assert_array_equal(host(G.linear_forward_epilogue(gpu(y), gpu(bias), True)),
@@ -185,6 +223,7 @@ def test_softmax_xent(n, c, dtype, reduction, scale, how, alias, seed):
                                    (1024, 1000), (100000, 10)])  # warp per row | 256 | 1024 threads per row
 @pytest.mark.parametrize("alias", [False, True])
 def test_softmax_xent_every_launch_configuration(dtype, shape, alias):
+    shape = big(shape)
     rng = np.random.default_rng(1)
     logits = data(rng, shape, dtype, zeros=False)
     target = rng.integers(0, shape[1], size=shape[0])
@@ -353,6 +392,7 @@ def test_kernels_are_compiled_once_and_errors_point_into_the_cu_file():
         cp.RawModule(code=code, options=("--std=c++17",)).get_function("k")
 
 
+@needs_gpu
 def test_a_training_step_on_the_gpu_matches_the_cpu():
     import tinytl as tl
     from tinytl import nn
