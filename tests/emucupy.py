@@ -1,15 +1,19 @@
-"""A stand-in for ``cupy`` without a GPU: NumPy arrays posing as device arrays, and
-RawModules whose kernels either only check each launch (``run=False``) or also run it
-on the CPU (``run=True``), compiled with g++ from the very ``.cu`` text CuPy would get.
+"""A stand-in for ``cupy`` without a GPU: device arrays in host memory with CuPy's rules,
+and RawModules whose kernels either only check each launch (``run=False``) or also run
+it on the CPU (``run=True``), compiled with g++ from the very ``.cu`` text CuPy would get.
 
-What it is for: CI has no GPU, and a CUDA kernel that was never run is a kernel whose
-index arithmetic, reductions and barriers are untested. ``make_cupy(run=True)`` lets
-test_kernels_cuda.py check every kernel's numbers against reference.py on any machine
-with g++; on a machine with a GPU the same tests run on the real CuPy instead.
+What it is for: CI has no GPU, and GPU code that never ran is untested: a kernel's index
+arithmetic, reductions and barriers; the engine's moves between devices, its optimizer
+state on the GPU, its checkpoints from the GPU. ``installed()`` makes this module
+tinytl's cupy, so test_kernels_cuda.py checks every kernel's numbers against
+reference.py, and the ``device`` fixture's "cuda" cases (ids ``cuda-emu``) run the whole
+engine on it, on any machine with g++. Where CuPy sees a GPU they run on it instead.
 
-- ``FakeArray``: a NumPy array with cupy.ndarray's ``.data.ptr``, ``.device.id`` and
-  ``.get()``. The device memory IS host memory, so the kernels (run on the CPU) read and
-  write it through ``.data.ptr``, pointer tables included.
+- ``FakeArray``: cupy.ndarray's behaviour over a NumPy array (see its docstring): no
+  implicit conversion to NumPy, no mixing with NumPy arrays, 0-d results, ``.get()``,
+  ``.data.ptr``, ``.device.id``, ``__cuda_array_interface__``. The device memory IS host
+  memory, so the kernels (run on the CPU) read and write it through ``.data.ptr``,
+  pointer tables included.
 - Every array this module allocates sits between two 64-byte guards of random bytes;
   after each launch every live guard is checked, so a kernel writing out of bounds fails
   the launch that did it. (Reads out of bounds are not caught, but they read garbage,
@@ -19,10 +23,14 @@ with g++; on a machine with a GPU the same tests run on the real CuPy instead.
   and types of the arguments (a Python int would reach the kernel as ``long long``), the
   dtype and contiguity behind each pointer, the launch dimensions.
 - ``run=True``: ``tests/emu/cuda_on_cpu.h`` (read its header comment) runs the threads of
-  a block as fibers, blocks one after another. Launches alternate the order the threads
-  and blocks run in (index order, reversed, shuffled), so a kernel whose result depends
-  on that order (a race) gives results that differ from launch to launch.
+  a block as fibers, a warp at a time, blocks one after another. Launches alternate the
+  order warps, lanes and blocks run in (index order, reversed, shuffled), so a kernel
+  whose result depends on that order (a race) gives results that differ from launch to
+  launch, or wrong ones.
+- What it cannot tell: speed, NVRTC's own math library (the last bits of expf), cuBLAS
+  (matmul is NumPy's), CUDA streams (every launch completes at once), several GPUs.
 """
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -56,19 +64,192 @@ def compiler():
 
 # ------------------------------------------------------------------ arrays ----
 
-class FakeArray(np.ndarray):
-    """A NumPy array posing as a cupy.ndarray: ``.data.ptr``, ``.device.id``, ``.get()``."""
+_SCALARS = (bool, int, float, complex, np.generic)
 
+
+class FakeArray:
+    """A cupy.ndarray whose memory is host memory: a NumPy array inside (``_a``), with
+    CuPy's rules where they differ from NumPy's, so that code which works here works on
+    a GPU too:
+    - ``np.asarray(a)`` (any implicit conversion) raises CuPy's TypeError; ``.get()``
+      and ``asnumpy`` copy to NumPy;
+    - mixing with NumPy arrays (``a + np_array``, ``np.concatenate([a, np_array])``,
+      ``a[np_index]``) raises TypeError, as CuPy does; Python and NumPy scalars mix;
+      ``a[:] = np_array`` is allowed (CuPy allows exactly that one);
+    - reductions and indexing down to one element give 0-d arrays, not scalars;
+      ``float()``, ``int()``, ``bool()`` and ``.item()`` read one value back;
+    - NumPy functions and ufuncs called on these arrays dispatch to NumPy on the inner
+      arrays (``__array_function__``, ``__array_ufunc__``) and give FakeArrays back, as
+      CuPy's implementations would;
+    - ``.data.ptr``, ``.device.id``, ``__cuda_array_interface__`` as in CuPy (the
+      kernels read memory through ptr).
+    """
+
+    __array_priority__ = 100
+    __hash__ = None
+
+    def __init__(self, a):
+        assert isinstance(a, np.ndarray) and not isinstance(a, FakeArray)
+        self._a = a
+
+    # --- what CuPy refuses
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
+                        "Please use `.get()` to construct a NumPy array explicitly.")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if not all(isinstance(x, (FakeArray,) + _SCALARS) for x in inputs + tuple(kw.get("out", ()))):
+            return NotImplemented  # NumPy then raises TypeError, as CuPy does for a NumPy array
+        out = kw.get("out")
+        r = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kw))
+        return out[0] if out and len(out) == 1 else out if out else _wrap(r)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if not all(issubclass(t, FakeArray) for t in types):
+            return NotImplemented
+        return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
+
+    # --- CuPy's attributes
     @property
     def data(self):
-        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+        return types.SimpleNamespace(ptr=self._a.ctypes.data)
 
     @property
     def device(self):
-        return types.SimpleNamespace(id=getattr(self, "dev", 0))
+        return types.SimpleNamespace(id=self.__dict__.get("dev", 0))
 
     def get(self):
-        return np.array(self.view(np.ndarray))
+        return np.array(self._a)
+
+    @property
+    def __cuda_array_interface__(self):
+        a = self._a.__array_interface__
+        return {"shape": a["shape"], "typestr": a["typestr"], "data": a["data"], "version": 3,
+                "strides": None if self._a.flags.c_contiguous else a["strides"]}
+
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: FakeArray(self._a.T))
+
+    def __getattr__(self, name):  # methods: NumPy's, on the inner array, with FakeArrays in and out
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+        return lambda *args, **kw: _wrap(attr(*_unwrap(args), **_unwrap(kw)))
+
+    # --- indexing
+    def __getitem__(self, key):
+        return _wrap(self._a[_index(key)])
+
+    def __setitem__(self, key, value):
+        if isinstance(value, np.ndarray) and not (isinstance(key, slice) and key == slice(None)):
+            raise TypeError("Unsupported type <class 'numpy.ndarray'> (CuPy copies a NumPy array only into a[:])")
+        self._a[_index(key)] = value._a if isinstance(value, FakeArray) else value
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    # --- one value back to the host
+    def __bool__(self):
+        return bool(self._a)
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __index__(self):
+        return self._a.__index__()
+
+    def __complex__(self):
+        return complex(self._a)
+
+    def __repr__(self):
+        return repr(self._a).replace("array(", "FakeArray(", 1)
+
+    def __str__(self):
+        return str(self._a)
+
+    def __format__(self, spec):
+        return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
+
+
+def _binary(ufunc):
+    def forward(self, other):
+        if not isinstance(other, (FakeArray,) + _SCALARS):
+            return NotImplemented  # a NumPy array: it refuses us in turn; a Tensor: its __radd__
+        return FakeArray(np.asarray(ufunc(self._a, _unwrap(other))))
+
+    def reflected(self, other):
+        if not isinstance(other, (FakeArray,) + _SCALARS):
+            return NotImplemented
+        return FakeArray(np.asarray(ufunc(_unwrap(other), self._a)))
+
+    def inplace(self, other):
+        if not isinstance(other, (FakeArray,) + _SCALARS):
+            return NotImplemented
+        ufunc(self._a, _unwrap(other), out=self._a)
+        return self
+    return forward, reflected, inplace
+
+
+for _name, _ufunc in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
+                      ("floordiv", np.floor_divide), ("mod", np.remainder), ("pow", np.power),
+                      ("matmul", np.matmul), ("and", np.bitwise_and), ("or", np.bitwise_or),
+                      ("xor", np.bitwise_xor), ("lshift", np.left_shift), ("rshift", np.right_shift)]:
+    _f, _r, _i = _binary(_ufunc)
+    setattr(FakeArray, f"__{_name}__", _f)
+    setattr(FakeArray, f"__r{_name}__", _r)
+    setattr(FakeArray, f"__i{_name}__", _i)
+for _name, _ufunc in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
+                      ("gt", np.greater), ("ge", np.greater_equal)]:
+    setattr(FakeArray, f"__{_name}__", _binary(_ufunc)[0])
+for _name, _ufunc in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolute), ("invert", np.invert)]:
+    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: FakeArray(np.asarray(_u(self._a))))
+
+
+def _unwrap(x):
+    """FakeArrays (also inside lists, tuples and dicts) to their NumPy arrays; NumPy arrays refused."""
+    if isinstance(x, FakeArray):
+        return x._a
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"Unsupported type {type(x)}")  # CuPy's words: no NumPy array in a CuPy call
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _unwrap(v) for k, v in x.items()}
+    return x
+
+
+def _wrap(r):
+    """NumPy results to FakeArrays; NumPy scalars to 0-d FakeArrays (CuPy returns arrays)."""
+    if isinstance(r, np.ndarray):
+        return FakeArray(r)
+    if isinstance(r, np.generic):
+        return FakeArray(np.asarray(r))
+    if isinstance(r, (list, tuple)):
+        return type(r)(_wrap(v) for v in r)
+    return r
+
+
+def _index(key):
+    if isinstance(key, tuple):
+        return tuple(_index(k) for k in key)
+    if isinstance(key, np.ndarray):
+        raise TypeError("a NumPy array as an index of a device array (move it with cupy.asarray)")
+    return key._a if isinstance(key, FakeArray) else key
 
 
 _guarded = []  # (weak reference to the raw buffer, its guard bytes) of each array allocated here
@@ -84,15 +265,18 @@ def empty(shape, dtype=np.float64):
     guard = _guard_rng.integers(0, 256, 2 * GUARD, np.uint8)
     raw[:GUARD], raw[GUARD + nbytes:] = guard[:GUARD], guard[GUARD:]
     _guarded.append((weakref.ref(raw), guard))
-    return raw[GUARD:GUARD + nbytes].view(dtype).reshape(shape).view(FakeArray)
+    return FakeArray(raw[GUARD:GUARD + nbytes].view(dtype).reshape(shape))
 
 
 def asarray(a, dtype=None):
-    if isinstance(a, FakeArray) and (dtype is None or a.dtype == dtype):
-        return a
+    """cupy.asarray: ``a`` itself if it is a FakeArray of that dtype, else a copy on the 'device'."""
+    if isinstance(a, FakeArray):
+        if dtype is None or a.dtype == dtype:
+            return a
+        a = a._a
     a = np.asarray(a, dtype)
     out = empty(a.shape, a.dtype)
-    out[...] = a
+    out._a[...] = a
     return out
 
 
@@ -127,7 +311,7 @@ def check_launch(name, params, grid, block, args):
                 assert a == 0, where  # the null pointer
                 continue
             assert isinstance(a, FakeArray), f"{where}: {type(a)}"
-            assert a.flags.c_contiguous and a.__array_interface__["data"][0] % a.itemsize == 0, where
+            assert a.flags.c_contiguous and a.data.ptr % a.itemsize == 0, where
             base = ctype.replace("const", "").replace(" ", "")
             if base.count("*") == 2:
                 assert a.dtype == np.int64, where  # a table of pointers
@@ -214,6 +398,17 @@ class Kernel:
         check_guards()
 
 
+class _Module(types.ModuleType):
+    """The fake cupy module: what make_cupy defines, else NumPy's function of that name
+    taking and giving FakeArrays (``cp.matmul``, ``cp.maximum``, ...), as CuPy mirrors NumPy."""
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes (cp.float32 is numpy.float32), constants
+        return lambda *args, **kw: _wrap(attr(*_unwrap(args), **_unwrap(kw)))
+
+
 def make_cupy(launches=None, run=True, defines=()):
     """A module that stands in for ``cupy`` (see the module's docstring).
 
@@ -222,7 +417,7 @@ def make_cupy(launches=None, run=True, defines=()):
     ``defines`` go to ``build``.
     """
     launches = [] if launches is None else launches
-    cp = types.ModuleType("emucupy")
+    cp = _Module("emucupy")
     cp.ndarray = FakeArray
     cp.launches = launches
 
@@ -260,23 +455,49 @@ def make_cupy(launches=None, run=True, defines=()):
 
     def full(shape, v, dtype=None):
         out = empty(shape, np.asarray(v).dtype if dtype is None else dtype)
-        out.fill(v)
+        out._a.fill(v)
         return out
-
-    def zeros(shape, dtype=np.float64):
-        return full(shape, 0, dtype)
 
     cp.RawModule = RawModule
     cp.empty = empty
-    cp.empty_like = lambda a, dtype=None: empty(a.shape, a.dtype if dtype is None else dtype)
     cp.full = full
-    cp.zeros = zeros
+    cp.zeros = lambda shape, dtype=np.float64: full(shape, 0, dtype)
     cp.ones = lambda shape, dtype=np.float64: full(shape, 1, dtype)
+    cp.empty_like = lambda a, dtype=None: empty(a.shape, a.dtype if dtype is None else dtype)
+    cp.full_like = lambda a, v, dtype=None: full(a.shape, v, a.dtype if dtype is None else dtype)
+    cp.zeros_like = lambda a, dtype=None: cp.full_like(a, 0, dtype)
+    cp.ones_like = lambda a, dtype=None: cp.full_like(a, 1, dtype)
     cp.asarray = asarray
-    cp.ascontiguousarray = lambda a: asarray(np.ascontiguousarray(a))
-    cp.asnumpy = lambda a: np.array(np.asarray(a).view(np.ndarray))
+    cp.array = lambda a, dtype=None, copy=True: asarray(np.array(a._a if isinstance(a, FakeArray) else a, dtype))
+    cp.ascontiguousarray = lambda a, dtype=None: (
+        a if isinstance(a, FakeArray) and a.flags.c_contiguous and dtype in (None, a.dtype)
+        else asarray(np.ascontiguousarray(a._a if isinstance(a, FakeArray) else a, dtype)))
+    cp.asnumpy = lambda a: a.get() if isinstance(a, FakeArray) else np.asarray(a)
+    cp.get_array_module = lambda *arrays: cp if any(isinstance(a, FakeArray) for a in arrays) else np
     cp.cuda = types.SimpleNamespace(
         Device=Device, Stream=Stream,
         runtime=types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1,
                                       getDeviceProperties=lambda d: {"multiProcessorCount": 132}))
     return cp
+
+
+
+@contextlib.contextmanager
+def installed(**kw):
+    """``make_cupy(**kw)`` as tinytl's cupy inside the block. tinytl's caches of compiled
+    kernels are emptied on the way in and out, so nothing compiled for one cupy reaches
+    another; ``backend``'s state and ``cuda._source`` are restored on the way out."""
+    from tinytl import backend
+    from tinytl.kernels import cuda as G
+    caches = (G._module, G._kernel, G._max_blocks, G._sgd_table)
+    saved = backend._cupy, backend._cupy_error, G._source
+    cp = make_cupy(**kw)
+    backend._cupy, backend._cupy_error = cp, None
+    for f in caches:
+        f.cache_clear()
+    try:
+        yield cp
+    finally:
+        backend._cupy, backend._cupy_error, G._source = saved
+        for f in caches:
+            f.cache_clear()

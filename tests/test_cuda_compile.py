@@ -190,7 +190,7 @@ def test_sgd_step_many_chunk_table(launches):
     """Each chunk names its tensor and first element; together they cover every element once."""
     sizes = (12, 0, 9000, 1, 4096)
     ptrs = tuple(range(1000, 1000 + 8 * len(sizes), 8))
-    table = np.asarray(G._sgd_table(0, ptrs, ptrs, (), sizes, 4096))
+    table = G._sgd_table(0, ptrs, ptrs, (), sizes, 4096).get()
     k = len(sizes)
     assert list(table[:k]) == list(ptrs) and list(table[2 * k:3 * k]) == [0] * k
     assert list(table[3 * k:4 * k]) == list(sizes)
@@ -214,7 +214,7 @@ def test_strided_inputs_are_copied_and_written_arguments_are_not(launches):
 def test_labels_are_checked_before_launch(launches, monkeypatch):
     z = fake(np.zeros((3, 4), np.float32))
     # the fake check kernel finds nothing; make the device answer "row 1 is bad"
-    monkeypatch.setattr(backend._cupy, "full", lambda shape, v, dtype: np.full(shape, 1, dtype).view(FakeArray))
+    monkeypatch.setattr(backend._cupy, "full", lambda shape, v, dtype: emucupy.asarray(np.full(shape, 1, dtype)))
     with pytest.raises(ValueError, match=r"softmax_xent: target\[1\] = 7 is not a class index in \[0, 4\)"):
         G.softmax_xent(z, fake(np.array([0, 7, 1], np.int64)), "sum")
     assert names(launches) == ["softmax_xent_check_target"]

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import emucupy
-from tinytl import backend
 from tinytl.kernels import cuda as G
 from tinytl.kernels import reference as R
 
@@ -53,7 +52,7 @@ def test_every_thread_of_every_block_runs_once_with_its_indices(grid, block):
     out = emucupy.asarray(np.zeros(blocks * threads, np.int64))
     run(INDEX, "ids", grid, block, out)
     b, t = np.divmod(np.arange(blocks * threads), threads)
-    np.testing.assert_array_equal(out, 3 * (b * 100000 + t))  # three launches
+    np.testing.assert_array_equal(out.get(), 3 * (b * 100000 + t))  # three launches
 
 
 BARRIER = r'''
@@ -160,21 +159,17 @@ def test_compile_errors_point_into_the_cu_file():
 @pytest.fixture
 def mutant(monkeypatch):
     """mutant(file, old, new): tinytl's kernels, with ``old`` replaced by ``new`` in cuda/<file>.cu."""
-    caches = (G._module, G._kernel, G._max_blocks, G._sgd_table)
-    monkeypatch.setattr(backend, "_cupy", emucupy.make_cupy())
-    monkeypatch.setattr(backend, "_cupy_error", None)
-    source = G._source
+    with emucupy.installed():
+        source = G._source
 
-    def plant(file, old, new):
-        text = source(file)
-        assert text.count(old) == 1, f"the mutation no longer applies to {file}.cu: update the test"
-        monkeypatch.setattr(G, "_source", lambda f: text.replace(old, new) if f == file else source(f))
-        for f in caches:
-            f.cache_clear()
+        def plant(file, old, new):
+            text = source(file)
+            assert text.count(old) == 1, f"the mutation no longer applies to {file}.cu: update the test"
+            G._source = lambda f: text.replace(old, new) if f == file else source(f)
+            for f in (G._module, G._kernel):
+                f.cache_clear()
 
-    yield plant
-    for f in caches:
-        f.cache_clear()
+        yield plant
 
 
 def caught(check, tries=3):

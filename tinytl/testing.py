@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backend
 from .tensor import Tensor, no_grad
 
 
 def numerical_grad(fn, inputs, index: int, eps: float = 1e-6) -> np.ndarray:
-    """d sum(fn(*inputs)) / d inputs[index] by central differences."""
+    """d sum(fn(*inputs)) / d inputs[index] by central differences, as a NumPy array
+    (the input may live on any device: its elements are nudged where it is)."""
     x = inputs[index].data
-    grad = np.zeros_like(x)
+    grad = np.zeros(x.shape, x.dtype)
     with no_grad():
         for i in np.ndindex(x.shape):    # indexes x itself (x.reshape(-1) may be a copy)
             old = x[i]
@@ -32,7 +34,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-7, rtol: float = 1
 
     Args:
         fn: a function of Tensors returning a Tensor.
-        inputs: Tensors (float64, requires_grad=True for those to check).
+        inputs: Tensors (float64, requires_grad=True for those to check), on any device.
         eps, atol, rtol: step and tolerances.
 
     Returns:
@@ -49,7 +51,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-7, rtol: float = 1
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
         num = numerical_grad(fn, inputs, i, eps)
-        ana = np.zeros_like(num) if t.grad is None else np.asarray(t.grad)
+        ana = np.zeros_like(num) if t.grad is None else backend.to_numpy(t.grad)
         if not np.allclose(ana, num, atol=atol, rtol=rtol):
             err = np.abs(ana - num)
             j = np.unravel_index(int(err.argmax()), err.shape)

@@ -1,0 +1,233 @@
+"""The engine on every device: what works on the CPU works on a GPU, with the same numbers.
+
+Each test takes the ``device`` fixture (conftest.py): "cpu", and "cuda" on a real GPU or,
+without one, on the emulated GPU of tests/emucupy.py (CuPy's array rules: no implicit
+copy to NumPy, no mixing with NumPy arrays; the .cu kernels run on the CPU). Covered:
+moving tensors and models (bit for bit), ops staying on their device, errors naming both
+devices, gradient checks in float64, training against the CPU, Module.to in the middle
+of training (gradients and momentum follow), freezing, transfer and head replacement,
+feature extraction and probes, and checkpoints across devices (bit for bit).
+PyTorch parity per device is in test_torch_parity.py; the kernels alone in
+test_kernels_cuda.py.
+"""
+import numpy as np
+import pytest
+
+import tinytl as tl
+from tinytl import backend, nn
+from tinytl.testing import gradcheck
+
+
+def on(device, a, requires_grad=False):
+    return tl.tensor(a, requires_grad=requires_grad, device=device)
+
+
+def mlp(device, dtype=np.float32, seed=0, sizes=(6, 8, 8, 3)):
+    tl.manual_seed(seed)
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1], dtype=dtype)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers).to(device)
+
+
+def state(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def assert_on(device, *arrays):
+    for a in arrays:
+        assert backend.device_of(a) == device, (backend.device_of(a), device)
+
+
+# ------------------------------------------------------------ tensors ----
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_tensors_move_bit_for_bit(device, dtype):
+    x = (np.random.default_rng(0).standard_normal((3, 5)) * 1e3).astype(dtype)
+    t = on(device, x)
+    assert t.device == device and t.dtype == dtype and t.shape == (3, 5)
+    assert_on(device, t.data)
+    assert t.to(device) is t
+    back = t.to("cpu")
+    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    np.testing.assert_array_equal(back.numpy(), x)
+    np.testing.assert_array_equal(t.numpy(), x)
+    assert t.tolist() == x.tolist()
+    assert on(device, np.float64(2.5)).item() == 2.5
+
+
+def test_ops_stay_on_their_device_and_match_the_cpu(device):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 3))
+    c = np.abs(rng.standard_normal((4, 5))) + 0.5
+    exprs = {
+        "matmul": lambda a, b, c: a @ b,
+        "arith": lambda a, b, c: (a * 2 - c) / c + 1,
+        "relu": lambda a, b, c: a.relu(),
+        "neg_rsub_rdiv": lambda a, b, c: -a + (1 - c) + 2 / c,
+        "pow": lambda a, b, c: c ** 1.5,
+        "getitem": lambda a, b, c: a[1:3, ::2] + a[0, ::2],
+        "sum_mean": lambda a, b, c: a.sum(0) + a.mean(0),
+        "reshape_T": lambda a, b, c: a.reshape(5, 4).T,
+    }
+    for name, f in exprs.items():
+        want = f(on("cpu", a), on("cpu", b), on("cpu", c))
+        got = f(on(device, a), on(device, b), on(device, c))
+        assert got.device == device, name
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_ops_on_two_devices_raise_naming_both(device):
+    if device == "cpu":
+        pytest.skip("needs a second device")
+    x = np.ones((2, 3))
+    with pytest.raises(RuntimeError, match=r"same device.*'c(pu|uda)' and 'c(pu|uda)'"):
+        on("cpu", x) + on("cuda", x)
+    model = mlp("cuda", sizes=(3, 2))
+    with pytest.raises(RuntimeError, match="'cuda' and 'cpu'|'cpu' and 'cuda'"):
+        model(on("cpu", x.astype(np.float32)))
+    with pytest.raises(RuntimeError, match="logits are on 'cuda' but target is on 'cpu'"):
+        nn.CrossEntropyLoss()(model(on("cuda", x.astype(np.float32))), on("cpu", np.array([0, 1])))
+
+
+# ------------------------------------------------------------ gradients ----
+
+@pytest.mark.parametrize("loss", ["xent", "mse"])
+def test_gradcheck_float64(device, loss):
+    rng = np.random.default_rng(2)
+    model = mlp(device, np.float64, sizes=(4, 5, 3))
+    x = on(device, rng.standard_normal((6, 4)), requires_grad=True)
+    if loss == "xent":
+        y = on(device, rng.integers(0, 3, 6))
+        fn = lambda x, *params: nn.CrossEntropyLoss()(model(x), y)  # noqa: E731
+    else:
+        y = on(device, rng.standard_normal((6, 3)))
+        fn = lambda x, *params: nn.MSELoss()(model(x), y)  # noqa: E731
+    assert gradcheck(fn, [x, *model.parameters()])
+
+
+def test_gradcheck_of_the_elementwise_ops(device):
+    rng = np.random.default_rng(3)
+    a = on(device, rng.standard_normal((3, 4)), requires_grad=True)
+    c = on(device, np.abs(rng.standard_normal((3, 4))) + 0.5, requires_grad=True)
+    assert gradcheck(lambda a, c: (a * c).relu() + (a[1:] @ c.T).sum() / c[0] - c ** 2.5 + (-a).mean(1, keepdims=True),
+                     [a, c])
+
+
+# ------------------------------------------------------------ training ----
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("opts", [dict(momentum=0.9, nesterov=True, weight_decay=1e-3),
+                                  dict(momentum=0.5, dampening=0.1), dict()])
+def test_training_matches_the_cpu(device, dtype, tol, opts):
+    ref, model = mlp("cpu", dtype), mlp(device, dtype)
+    opts_ref = tl.optim.SGD(ref.parameters(), lr=0.1, **opts)
+    opt = tl.optim.SGD(model.parameters(), lr=0.1, **opts)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        x, y = rng.standard_normal((8, 6)).astype(dtype), rng.integers(0, 3, 8)
+        for m, o, dev in ((ref, opts_ref, "cpu"), (model, opt, device)):
+            o.zero_grad()
+            loss = nn.CrossEntropyLoss()(m(on(dev, x)), on(dev, y))
+            loss.backward()
+            o.step()
+        assert loss.device == device
+    assert_on(device, *(p.data for p in model.parameters()), *(p.grad for p in model.parameters()))
+    for k, v in ref.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[k], v, rtol=tol, atol=tol, err_msg=k)
+
+
+def test_module_to_in_the_middle_of_training_moves_grads_and_momentum(device):
+    """Two steps on the CPU, .to(device), three more, .to('cpu'), one more: the same as six on the CPU."""
+    ref, model = mlp("cpu", np.float64), mlp("cpu", np.float64)
+    opt_ref = tl.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    opt = tl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    rng = np.random.default_rng(5)
+    batches = [(rng.standard_normal((8, 6)), rng.integers(0, 3, 8)) for _ in range(6)]
+
+    def step(m, o, x, y, dev):
+        o.zero_grad()
+        nn.CrossEntropyLoss()(m(on(dev, x)), on(dev, y)).backward()
+        o.step()
+
+    for i, (x, y) in enumerate(batches):
+        step(ref, opt_ref, x, y, "cpu")
+        dev = device if 2 <= i < 5 else "cpu"
+        if i == 2:
+            model.to(device)
+            assert_on(device, *(p.data for p in model.parameters()), *(p.grad for p in model.parameters()))
+        if i == 5:
+            model.to("cpu")
+        step(model, opt, x, y, dev)
+        if i == 4:
+            bufs = [opt.state[id(p)]["momentum_buffer"] for p in model.parameters()]
+            assert_on(device, *bufs)  # the optimizer state followed the parameters
+    for k, v in ref.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+# ------------------------------------------------------------ transfer ----
+
+def test_freezing_keeps_frozen_weights_bit_for_bit(device):
+    model = mlp(device)
+    frozen = tl.transfer.freeze(model, "0.*")
+    assert frozen
+    before = state(model)
+    opt = tl.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.CrossEntropyLoss()(model(on(device, rng.standard_normal((8, 6)).astype(np.float32))),
+                              on(device, rng.integers(0, 3, 8))).backward()
+        opt.step()
+    after = state(model)
+    for k in before:
+        same = np.array_equal(before[k], after[k])
+        assert same == k.startswith("0."), k
+    assert model[0].weight.grad is None
+
+
+def test_transfer_replace_head_and_probe(device):
+    src = mlp("cpu", seed=1)
+    dst = mlp(device, seed=2)
+    report = tl.transfer.transfer_weights(src, dst)
+    assert len(report.copied) == 6 and not (report.skipped_shape or report.missing or report.skipped_dtype)
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(dst.state_dict()[k], v)
+    head = tl.transfer.replace_head(dst, 5)
+    assert head.weight.device == device and head.weight.shape == (5, 8)
+    backbone = dst[:-1]
+    tl.transfer.freeze(backbone)
+    rng = np.random.default_rng(7)
+    X, y = rng.standard_normal((40, 6)).astype(np.float32), rng.integers(0, 5, 40)
+    feats = tl.transfer.extract_features(backbone, X, batch_size=16)
+    assert isinstance(feats, np.ndarray) and feats.shape == (40, 8)
+    with tl.no_grad():
+        want = mlp("cpu", seed=1)[:-1](on("cpu", X)).numpy()
+    np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-6)
+    frozen = {k: v for k, v in state(dst).items() if not k.startswith("4.")}
+    tl.transfer.linear_probe(backbone, head, X, y, epochs=2, lr=0.1, batch_size=16)
+    assert head.weight.device == device
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(dst.state_dict()[k], v)
+
+
+# ------------------------------------------------------------ checkpoints ----
+
+@pytest.mark.parametrize("ext", ["safetensors", "npz"])
+def test_checkpoints_cross_devices_bit_for_bit(device, ext, tmp_path):
+    """Saved on one device, loaded on the other, both ways, float32 and float64."""
+    for dtype in (np.float32, np.float64):
+        trained = mlp(device, dtype, seed=3)
+        path = tmp_path / f"m.{ext}"
+        tl.save(trained, path)
+        on_cpu = mlp("cpu", dtype, seed=4)
+        on_cpu.load_state_dict(tl.load(path))
+        for k, v in trained.state_dict().items():
+            np.testing.assert_array_equal(on_cpu.state_dict()[k], v)
+        tl.save(on_cpu, path)
+        back = mlp(device, dtype, seed=5)
+        back.load_state_dict(tl.load(path))
+        assert_on(device, *(p.data for p in back.parameters()))
+        for k, v in trained.state_dict().items():
+            np.testing.assert_array_equal(back.state_dict()[k], v)
