@@ -14,11 +14,12 @@ engine on it, on any machine with g++. Where CuPy sees a GPU they run on it inst
   ``.data.ptr``, ``.device.id``, ``__cuda_array_interface__``. The device memory IS host
   memory, so the kernels (run on the CPU) read and write it through ``.data.ptr``,
   pointer tables included.
-- Every array this module allocates sits between two 64-byte guards of random bytes;
-  after each launch every live guard is checked, so a kernel writing out of bounds fails
-  the launch that did it. (Reads out of bounds are not caught, but they read garbage,
-  which spoils the results the tests compare. The bytes are random, not a NaN pattern:
-  NaN arithmetic would write a NaN guard back unchanged.)
+- Every array this module allocates sits between two 64-byte guards of random values
+  (for floats, in [1, 2) of the array's dtype); after each launch every live guard is
+  checked, so a kernel writing out of bounds fails the launch that did it. (Reads out of
+  bounds are not caught; they read those values. Not a NaN pattern nor random bytes:
+  NaN arithmetic writes a NaN back unchanged, and p - lr * d leaves a huge random p
+  unchanged too; a copy from another array's guard differs, the values being random.)
 - Each launch is checked against the kernel's C signature (``check_launch``): the number
   and types of the arguments (a Python int would reach the kernel as ``long long``), the
   dtype and contiguity behind each pointer, the launch dimensions.
@@ -77,7 +78,8 @@ class FakeArray:
       ``a[np_index]``) raises TypeError, as CuPy does; Python and NumPy scalars mix;
       ``a[:] = np_array`` is allowed (CuPy allows exactly that one);
     - reductions and indexing down to one element give 0-d arrays, not scalars;
-      ``float()``, ``int()``, ``bool()`` and ``.item()`` read one value back;
+      ``float()``, ``int()``, ``bool()`` and ``.item()`` read one value back (counted in
+      ``FakeArray.reads``: on a GPU each one waits for all the work queued before it);
     - NumPy functions and ufuncs called on these arrays dispatch to NumPy on the inner
       arrays (``__array_function__``, ``__array_ufunc__``) and give FakeArrays back, as
       CuPy's implementations would;
@@ -87,6 +89,7 @@ class FakeArray:
 
     __array_priority__ = 100
     __hash__ = None
+    reads = 0  # values read back to the host (each would wait for the GPU): a counter for tests
 
     def __init__(self, a):
         assert isinstance(a, np.ndarray) and not isinstance(a, FakeArray)
@@ -119,6 +122,7 @@ class FakeArray:
         return types.SimpleNamespace(id=self.__dict__.get("dev", 0))
 
     def get(self):
+        FakeArray.reads += 1
         return np.array(self._a)
 
     @property
@@ -141,6 +145,8 @@ class FakeArray:
         if name.startswith("__"):
             raise AttributeError(name)
         attr = getattr(self._a, name)
+        if name in ("item", "tolist", "tobytes"):
+            FakeArray.reads += 1
         if not callable(attr):
             return _wrap(attr)
         return lambda *args, **kw: _wrap(attr(*_unwrap(args), **_unwrap(kw)))
@@ -162,18 +168,23 @@ class FakeArray:
 
     # --- one value back to the host
     def __bool__(self):
+        FakeArray.reads += 1
         return bool(self._a)
 
     def __float__(self):
+        FakeArray.reads += 1
         return float(self._a)
 
     def __int__(self):
+        FakeArray.reads += 1
         return int(self._a)
 
     def __index__(self):
+        FakeArray.reads += 1
         return self._a.__index__()
 
     def __complex__(self):
+        FakeArray.reads += 1
         return complex(self._a)
 
     def __repr__(self):
@@ -257,12 +268,15 @@ _guard_rng = np.random.default_rng(0)
 
 
 def empty(shape, dtype=np.float64):
-    """An uninitialised FakeArray between two guards of random bytes."""
+    """An uninitialised FakeArray between two guards of random values."""
     dtype = np.dtype(dtype)
     shape = tuple(shape) if np.iterable(shape) else (int(shape),)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + 2 * GUARD, np.uint8)
-    guard = _guard_rng.integers(0, 256, 2 * GUARD, np.uint8)
+    if dtype.kind == "f":  # values in [1, 2): any arithmetic written over them changes them
+        guard = _guard_rng.uniform(1, 2, 2 * GUARD // dtype.itemsize).astype(dtype).view(np.uint8)
+    else:
+        guard = _guard_rng.integers(0, 256, 2 * GUARD, np.uint8)
     raw[:GUARD], raw[GUARD + nbytes:] = guard[:GUARD], guard[GUARD:]
     _guarded.append((weakref.ref(raw), guard))
     return FakeArray(raw[GUARD:GUARD + nbytes].view(dtype).reshape(shape))

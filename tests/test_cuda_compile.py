@@ -147,7 +147,7 @@ def test_launches_match_the_kernel_signatures(launches, dtype):
     launches.clear()
     assert G.linear_forward_epilogue(y, None, False, y) is y and not launches  # nothing to do
 
-    for n, two in ((5, False), (64, False), (65, True), (70000, True)):
+    for n, two in ((5, False), (64, False), (256, False), (257, True), (70000, True)):
         g = fake(np.ones((n, 3), dtype))
         launches.clear()
         out, bg = G.linear_backward_epilogue(g, g, True, True)

@@ -13,6 +13,7 @@ test_kernels_cuda.py.
 import numpy as np
 import pytest
 
+import emucupy
 import tinytl as tl
 from tinytl import backend, nn
 from tinytl.testing import gradcheck
@@ -114,6 +115,34 @@ def test_gradcheck_of_the_elementwise_ops(device):
                      [a, c])
 
 
+@pytest.mark.parametrize("loss", ["xent", "mse"])
+def test_a_seed_other_than_one_scales_the_gradients(device, loss):
+    """loss.backward(seed) with a seed on the device: the losses scale their gradient
+    there (on a GPU without reading the seed back), as on the CPU."""
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal((5, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 5) if loss == "xent" else rng.standard_normal((5, 4)).astype(np.float32)
+    fn = nn.CrossEntropyLoss() if loss == "xent" else nn.MSELoss()
+    grads = {}
+    for dev in ("cpu", device):
+        zt = on(dev, z, requires_grad=True)
+        out = fn(zt, on(dev, y))
+        out.backward(on(dev, np.array(-2.5, np.float32)))
+        assert zt.grad.dtype == np.float32
+        grads[dev] = backend.to_numpy(zt.grad)
+    np.testing.assert_allclose(grads[device], grads["cpu"], rtol=1e-6, atol=1e-7)
+
+
+def test_bad_labels_raise_before_anything_changes(device):
+    model = mlp(device, sizes=(4, 3))
+    before = state(model)
+    x = on(device, np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), found 7|target\[1\] = 7 is not a class index"):
+        nn.CrossEntropyLoss()(model(x), on(device, np.array([0, 7, 1])))
+    for k, v in state(model).items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 # ------------------------------------------------------------ training ----
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
@@ -164,6 +193,31 @@ def test_module_to_in_the_middle_of_training_moves_grads_and_momentum(device):
             assert_on(device, *bufs)  # the optimizer state followed the parameters
     for k, v in ref.state_dict().items():
         np.testing.assert_allclose(model.state_dict()[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_a_training_step_launches_8_kernels_and_waits_for_the_gpu_once(device):
+    """784-128-10 at batch 128, SGD with momentum: the launches of tinytl's own kernels and
+    the values read back to the host, counted on the emulated GPU (cuBLAS GEMMs and CuPy's
+    own kernels are not counted). The one read is the label check, before anything is
+    written; the loss's backward and the SGD update wait for nothing."""
+    cp = backend.cupy_if_loaded()
+    if device != "cuda" or not isinstance(cp, emucupy._Module):
+        pytest.skip("counts launches on the emulated GPU")
+    model = mlp(device, sizes=(784, 128, 10))
+    opt = tl.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(8)
+    x = on(device, rng.standard_normal((128, 784)).astype(np.float32))
+    y = on(device, rng.integers(0, 10, 128))
+    for k in range(3):  # the first step differs (momentum buffers start)
+        n, reads = len(cp.launches), emucupy.FakeArray.reads
+        opt.zero_grad()
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        opt.step()
+        names = [name.removesuffix("_f32") for name, _, _ in cp.launches[n:]]
+        assert names == ["linear_forward_epilogue", "linear_forward_epilogue", "softmax_xent_check_target",
+                         "softmax_xent", "softmax_xent_loss", "linear_backward_epilogue", "linear_backward_epilogue",
+                         "sgd_step_many"], names
+        assert emucupy.FakeArray.reads - reads == 1, k
 
 
 # ------------------------------------------------------------ transfer ----

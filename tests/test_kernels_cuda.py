@@ -60,7 +60,7 @@ def big(shape):
     if ON_GPU:
         return shape
     n, m = shape
-    return (min(n, max(129, 80000 // m)), m)  # >= 129 rows: several strips; (300000, 1): strips > 64 rows
+    return (min(n, max(257, 80000 // m)), m)  # >= 257 rows: several strips; (300000, 1): strips > 64 rows
 
 
 DTYPES = [np.float32, np.float64]
@@ -168,8 +168,8 @@ def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(64, 5), (65, 5), (1024, 1024), (3, 40000), (70000, 3), (2048, 2049),
-                                   (300000, 1)])  # 65 rows and up: several strips, two launches
+@pytest.mark.parametrize("shape", [(64, 5), (256, 5), (257, 5), (1024, 1024), (3, 40000), (70000, 3), (2048, 2049),
+                                   (300000, 1)])  # 257 rows and up: several strips, two launches
 def test_linear_epilogues_large_and_deterministic(dtype, shape):
     shape = big(shape)
     rng = np.random.default_rng(0)

@@ -94,7 +94,11 @@ def _check_reduction(reduction):
 
 
 def _labels(target, n: int, c: int, xp):
-    """Validate class labels: integers, shape (N,), values in [0, C). Returns an int64 array."""
+    """Validate class labels: integers, shape (N,), values in [0, C). Returns an int64 array.
+
+    The range is checked here on the CPU; on a GPU, softmax_xent's kernel checks it
+    before it writes anything (reading min and max back here would wait for the GPU
+    twice more per step), and raises a ValueError naming the first bad label."""
     t = target.data if isinstance(target, Tensor) else target
     if not (isinstance(t, np.ndarray) or backend.is_cupy_array(t)):
         t = np.asarray(t)
@@ -105,7 +109,7 @@ def _labels(target, n: int, c: int, xp):
     if backend.is_cupy_array(t) != (xp is not np):
         raise RuntimeError(f"cross_entropy: logits are on '{'cpu' if xp is np else 'cuda'}' but target is on "
                            f"'{backend.device_of(t)}'")
-    if n:
+    if n and xp is np:  # on a GPU the kernel checks the labels, with one read back instead of two
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= c:
             bad = lo if lo < 0 else hi
@@ -135,6 +139,8 @@ def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
     loss, grad = _kernels.for_array(Z).softmax_xent(Z, t, reduction)
 
     def backward(g):
+        if xp is not np:       # reading g back would wait for the GPU: scale on the device
+            return (grad * (g if g.dtype == grad.dtype else g.astype(grad.dtype)),)
         g = float(g)           # a Python float keeps the gradient's dtype (NumPy 2 promotion rules)
         return (grad if g == 1.0 else grad * g,)
     return _make(loss, (logits,), backward, "cross_entropy")
@@ -156,8 +162,13 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     if reduction == "mean":
         loss = loss / diff.size
 
-    def backward(g):
-        gi = diff * (scale * float(g))
-        return (gi if input.requires_grad else None, -gi if target.requires_grad else None)
     xp = backend.get_array_module(diff)
+
+    def backward(g):
+        if xp is np:
+            g = float(g)       # a Python float keeps the dtype (NumPy 2 promotion rules)
+        elif g.dtype != diff.dtype:
+            g = g.astype(diff.dtype)  # on a GPU g stays there: reading it back would wait for the GPU
+        gi = diff * (g * scale)
+        return (gi if input.requires_grad else None, -gi if target.requires_grad else None)
     return _make(xp.asarray(loss, dtype=diff.dtype), (input, target), backward, "mse_loss")

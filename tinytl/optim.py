@@ -2,7 +2,8 @@
 
 One fused kernel call per parameter (``sgd_step``, see
 ``tinytl/kernels/reference.py``) applies weight decay, momentum and the step
-in place. A parameter that is frozen (requires_grad False) or has no gradient
+in place; on a GPU one launch (``sgd_step_many``) updates all the parameters
+of a group (of one dtype), as a launch costs more there than a small update. A parameter that is frozen (requires_grad False) or has no gradient
 is not touched at all: no weight decay, no momentum. Freezing a parameter
 drops its stale gradient and its momentum, so unfreezing starts afresh.
 
@@ -139,6 +140,7 @@ class SGD:
         for g in self.param_groups:
             lr, mom, damp, wd, nest, l2sp = (g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
                                              g["nesterov"], g["l2sp"])
+            on_gpu = {}                         # (dtype, first step) -> ([params], [grads], [bufs]): one launch each
             for p in g["params"]:
                 if not p.requires_grad:                 # frozen: drop stale grad and momentum
                     if p.grad is not None:
@@ -186,6 +188,11 @@ class SGD:
                         K = _kernels.reference      # a strided view set by hand: NumPy updates it in place
                 if anomaly:
                     self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
+                elif K is not _kernels.cpu_kernels and K is not _kernels.reference:   # CUDA: batched below
+                    batch = on_gpu.setdefault((data.dtype, first), ([], [], []))
+                    batch[0].append(data)
+                    batch[1].append(grad)
+                    batch[2].append(buf)
                 elif data.nbytes >= _STREAM_MIN_BYTES and K is _kernels.cpu_kernels and K is not _kernels.reference:
                     if path is None:
                         path = self._store_path()
@@ -194,6 +201,9 @@ class SGD:
                     K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first, path)
                 else:
                     K.sgd_step(data, grad, buf, lr, mom, damp, wd, nest, first)
+            for (_, first), (ps, gs, bs) in on_gpu.items():   # the group's GPU parameters, one launch
+                _kernels.cuda_kernels().sgd_step_many(ps, gs, bs if mom != 0 else None,
+                                                      lr, mom, damp, wd, nest, first)
 
     def _store_path(self) -> bool:
         """Plain (False) or streaming (True) stores for this step's large CPU parameters.

@@ -19,7 +19,7 @@ Every array must be a ``cupy.ndarray`` on the current device: nothing is moved s
 CuPy is imported through ``tinytl.backend`` on the first call, never at ``import tinytl``.
 
 Launches per call: linear_forward_epilogue 1; linear_backward_epilogue 1, or 2 when the
-bias gradient spans several strips of rows; softmax_xent 3 (label check, rows, loss sum)
+bias gradient spans several strips of rows (N > 256); softmax_xent 3 (label check, rows, loss sum)
 plus one device-to-host read of the label check; sgd_step 1; sgd_step_many 1 for a
 whole list of parameters. The reductions (bias gradient, loss) add in a fixed order:
 the results are deterministic.
@@ -210,9 +210,11 @@ def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
         return out, bg
     if bg is None and not relu and out.data.ptr == grad.data.ptr:
         return out, None  # nothing to do
-    # Strips of at least 64 rows and at most 1024 strips: a function of n alone, so the
-    # order of the additions (and the bits of the result) does not depend on the GPU.
-    rows = max(64, _cdiv(n, 1024))
+    # One strip (one launch) up to 256 rows, where a second launch would cost more than
+    # the work; above, strips of at least 64 rows and at most 1024 strips. A function of
+    # n alone, so the order of the additions (and the bits of the result) does not
+    # depend on the GPU.
+    rows = n if n <= 256 else max(64, _cdiv(n, 1024))
     strips = _cdiv(n, rows)
     partial = cp.empty(strips * m, np.float64) if (bg is not None and strips > 1) else None
     _typed("linear", fn, grad.dtype, dev)(
