@@ -3,7 +3,8 @@
 # Run from anywhere: `bash bench/gpu_check.sh`; results go under $OUT (default ./gpu_out):
 #   env.txt          GPU, driver, CuPy/PyTorch/NVRTC versions
 #   install.log      pip install --no-build-isolation . (the wheel, as a user gets it)
-#   gpu_tests.log    pytest -k "cuda or gpu": nvcc compiles + the CUDA kernels vs reference.py
+#   gpu_tests.log    pytest -k "(cuda or gpu) and not emulat": nvcc compiles, the CUDA kernels vs
+#                    reference.py, the engine's device tests (the CPU's GPU emulator is left out)
 #   bench_gpu.json   python bench/run.py --device cuda --quick (+ bench_gpu.log)
 #   full_tests.log   the rest of the suite, in the time that is left
 #   summary.txt      one line per step: name, exit status, seconds (124 = ran out of time)
@@ -43,7 +44,7 @@ step install 200 install.log "$PY" -m pip install --no-build-isolation --no-deps
 # -P: import the installed tinytl (with tinytl._C and the .cu package data), not the checkout.
 step package_data 30 package_data.log "$PY" -P -c \
     'import importlib.resources as r, tinytl, tinytl.kernels.cuda as k; print(tinytl.__file__, sorted(p.name for p in r.files("tinytl.kernels").joinpath("cuda").iterdir())); print(k._source("sgd")[:60])'
-step gpu_tests 240 gpu_tests.log "$PY" -P -m pytest -q -p no:cacheprovider -ra tests/ -k "cuda or gpu"
+step gpu_tests 240 gpu_tests.log "$PY" -P -m pytest -q -p no:cacheprovider -ra tests/ -k "(cuda or gpu) and not emulat"
 if "$PY" bench/run.py --help 2>/dev/null | grep -q -- "--device"; then
     step bench_gpu 120 bench_gpu.log "$PY" -P bench/run.py --device cuda --quick --out "$OUT/bench_gpu.json"
 else

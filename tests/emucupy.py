@@ -74,9 +74,9 @@ class FakeArray:
     a GPU too:
     - ``np.asarray(a)`` (any implicit conversion) raises CuPy's TypeError; ``.get()``
       and ``asnumpy`` copy to NumPy;
-    - mixing with NumPy arrays (``a + np_array``, ``np.concatenate([a, np_array])``,
-      ``a[np_index]``) raises TypeError, as CuPy does; Python and NumPy scalars mix;
-      ``a[:] = np_array`` is allowed (CuPy allows exactly that one);
+    - mixing with NumPy arrays (``a + np_array``, ``np.concatenate([a, np_array])``)
+      raises TypeError, as CuPy does; Python and NumPy scalars mix; ``a[:] = np_array``
+      and NumPy index arrays (``a[np_idx]``) are allowed, as CuPy allows them;
     - reductions and indexing down to one element give 0-d arrays, not scalars;
       ``float()``, ``int()``, ``bool()`` and ``.item()`` read one value back (counted in
       ``FakeArray.reads``: on a GPU each one waits for all the work queued before it);
@@ -142,8 +142,9 @@ class FakeArray:
     T = property(lambda self: FakeArray(self._a.T))
 
     def __getattr__(self, name):  # methods: NumPy's, on the inner array, with FakeArrays in and out
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name not in _CUPY_ATTRS:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute '{name}' (emulated CuPy: only "
+                                 "what cupy.ndarray has)")
         attr = getattr(self._a, name)
         if name in ("item", "tolist", "tobytes"):
             FakeArray.reads += 1
@@ -195,6 +196,15 @@ class FakeArray:
 
     def __format__(self, spec):
         return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
+
+
+# The attributes cupy.ndarray has beyond those defined on FakeArray (CuPy 13-14): what NumPy
+# arrays have and CuPy's lack (.ctypes, .tofile's siblings, .byteswap, ...) must fail here too.
+_CUPY_ATTRS = frozenset("""
+    all any argmax argmin argpartition argsort astype base choose clip compress conj conjugate copy cumprod
+    cumsum diagonal dot dump dumps fill flat flatten imag item max mean min nonzero partition prod put ravel
+    real repeat reshape round sort squeeze std sum swapaxes take tobytes tofile tolist trace transpose var
+    view""".split())
 
 
 def _binary(ufunc):
@@ -256,10 +266,9 @@ def _wrap(r):
 
 
 def _index(key):
+    """An index with FakeArrays unwrapped (CuPy takes NumPy index arrays too: it copies them)."""
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
-    if isinstance(key, np.ndarray):
-        raise TypeError("a NumPy array as an index of a device array (move it with cupy.asarray)")
     return key._a if isinstance(key, FakeArray) else key
 
 
@@ -489,9 +498,10 @@ def make_cupy(launches=None, run=True, defines=()):
     cp.asnumpy = lambda a: a.get() if isinstance(a, FakeArray) else np.asarray(a)
     cp.get_array_module = lambda *arrays: cp if any(isinstance(a, FakeArray) for a in arrays) else np
     cp.cuda = types.SimpleNamespace(
-        Device=Device, Stream=Stream,
-        runtime=types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1,
-                                      getDeviceProperties=lambda d: {"multiProcessorCount": 132}))
+        Device=Device, Stream=Stream, get_current_stream=Stream,
+        runtime=types.SimpleNamespace(
+            getDevice=lambda: 0, getDeviceCount=lambda: 1,
+            getDeviceProperties=lambda d: {"multiProcessorCount": 132, "name": b"emulated (tests/emucupy.py)"}))
     return cp
 
 

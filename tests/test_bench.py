@@ -44,3 +44,29 @@ def test_bench_main_is_importable():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "1-mlp-b32" in r.stdout
+
+
+def test_bench_gpu_cases_run_on_the_emulated_gpu(tmp_path):
+    """``bench/run.py --device cuda`` with tests/emu on PYTHONPATH, where ``import cupy``
+    gives the emulated CuPy (tests/emucupy.py): the GPU section's code runs end to end
+    before a real GPU session spends its minutes on it. The times mean nothing here."""
+    import emucupy
+    if emucupy.compiler() is None:
+        pytest.skip("no g++ to emulate a GPU")
+    out = tmp_path / "bench_gpu.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests", "emu"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--device", "cuda", "--smoke",
+                        "--cases", "cuda-1,cuda-2", "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "GPU: emulated" in r.stdout and "== targets ==" in r.stdout
+    with open(out) as f:
+        data = json.load(f, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    cuda = data["cuda"]
+    assert not cuda["skipped"] and cuda["gpu"].startswith("emulated")
+    assert set(cuda["cases"]) == {"cuda-1-mlp-b32", "cuda-2-mlp-b128"}
+    for case in cuda["cases"].values():
+        assert case["entries"]["tinytl"]["median_s"] > 0 and case["entries"]["cupy mlp"]["median_s"] > 0
+        assert case["launches_per_step"]["tinytl kernels"] == 8
+    assert [t["case"] for t in data["targets"]] == ["cuda-2-mlp-b128"]  # its torch column needs a CUDA torch

@@ -253,3 +253,19 @@ def test_progress_bars_on_a_terminal(tmp_path):
         assert phase in err, err[-2000:]
     assert "100%" in err and "epoch/s" in err
     assert stderr_on_a_pty("--quiet").strip() == ""
+
+
+def test_demo_on_the_gpu_gives_the_cpu_results(device):
+    """The whole demo (pretraining, the five methods, evaluation) on each device, small:
+    the accuracies agree (float32 GEMMs differ in the last bits between devices, which
+    may move a prediction on the boundary: within 1.5 points, at most ~15 of 972)."""
+    pytest.importorskip("mnist1d")
+    if device == "cpu":
+        pytest.skip("compares a GPU with the CPU")
+    cfg = dict(seeds=1, epochs=2, target_steps=30, shots=[5, 20])
+    cpu = demo.run_demo(demo.DemoConfig.quick_config(**cfg))
+    got = demo.run_demo(demo.DemoConfig.quick_config(device=device, **cfg))
+    assert got["config"]["device"] == device
+    for method, by_k in cpu["accuracy"].items():
+        for k, accs in by_k.items():
+            np.testing.assert_allclose(got["accuracy"][method][k], accs, atol=0.015, err_msg=f"{method} k={k}")
