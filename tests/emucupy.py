@@ -154,7 +154,11 @@ class FakeArray:
 
     # --- indexing
     def __getitem__(self, key):
-        return _wrap(self._a[_index(key)])
+        key = _index(key)
+        r = self._a[key]
+        if isinstance(r, np.generic):  # CuPy gives a 0-d view of that element, not a copy
+            r = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
+        return _wrap(r)
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray) and not (isinstance(key, slice) and key == slice(None)):
@@ -398,6 +402,7 @@ class Kernel:
 
     def __init__(self, name, params, launches, dll=None):
         self.name, self.params, self.launches = name, params, launches
+        self.calls = 0
         self.fn = None
         if dll is not None:
             self.fn = getattr(dll, f"emu_{name}")
@@ -413,9 +418,10 @@ class Kernel:
         grid3, block3 = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
         cargs = [None if isinstance(a, np.uint64) else a.data.ptr if isinstance(a, FakeArray) else a.item()
                  for a in args]
-        order = len(self.launches) % 3  # index order, reversed, shuffled: in turn
+        self.calls += 1
+        order = self.calls % 3  # index order, reversed, shuffled: in turn, per kernel
         err = ctypes.create_string_buffer(512)
-        rc = self.fn(*grid3, *block3, order, len(self.launches), err, len(err), *cargs)
+        rc = self.fn(*grid3, *block3, order, self.calls, err, len(err), *cargs)
         if rc:
             raise AssertionError(f"{self.name}{grid}{block}: {err.value.decode()}")
         check_guards()

@@ -19,7 +19,7 @@ def numerical_grad(fn, inputs, index: int, eps: float = 1e-6) -> np.ndarray:
     grad = np.zeros(x.shape, x.dtype)
     with no_grad():
         for i in np.ndindex(x.shape):    # indexes x itself (x.reshape(-1) may be a copy)
-            old = x[i]
+            old = x[i].copy()            # on a GPU x[i] is a 0-d view, which the nudge would move
             x[i] = old + eps
             plus = float(fn(*inputs).data.sum())
             x[i] = old - eps
