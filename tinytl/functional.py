@@ -119,6 +119,15 @@ def _labels(target, n: int, c: int, xp):
     return t
 
 
+def _seed(g, dtype, xp):
+    """A loss's incoming gradient g as a multiplier that keeps ``dtype``: on the CPU a
+    Python float (NumPy 2 promotion rules); on a GPU the device array itself, cast if
+    needed (reading it back would wait for the GPU)."""
+    if xp is np:
+        return float(g)
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
 def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of raw ``logits`` (N, C) against integer labels (N,).
 
@@ -139,10 +148,8 @@ def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
     loss, grad = _kernels.for_array(Z).softmax_xent(Z, t, reduction)
 
     def backward(g):
-        if xp is not np:       # reading g back would wait for the GPU: scale on the device
-            return (grad * (g if g.dtype == grad.dtype else g.astype(grad.dtype)),)
-        g = float(g)           # a Python float keeps the gradient's dtype (NumPy 2 promotion rules)
-        return (grad if g == 1.0 else grad * g,)
+        g = _seed(g, grad.dtype, xp)
+        return (grad if xp is np and g == 1.0 else grad * g,)
     return _make(loss, (logits,), backward, "cross_entropy")
 
 
@@ -165,10 +172,6 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     xp = backend.get_array_module(diff)
 
     def backward(g):
-        if xp is np:
-            g = float(g)       # a Python float keeps the dtype (NumPy 2 promotion rules)
-        elif g.dtype != diff.dtype:
-            g = g.astype(diff.dtype)  # on a GPU g stays there: reading it back would wait for the GPU
-        gi = diff * (g * scale)
+        gi = diff * (_seed(g, diff.dtype, xp) * scale)
         return (gi if input.requires_grad else None, -gi if target.requires_grad else None)
     return _make(xp.asarray(loss, dtype=diff.dtype), (input, target), backward, "mse_loss")

@@ -3,9 +3,10 @@
 One fused kernel call per parameter (``sgd_step``, see
 ``tinytl/kernels/reference.py``) applies weight decay, momentum and the step
 in place; on a GPU one launch (``sgd_step_many``) updates all the parameters
-of a group (of one dtype), as a launch costs more there than a small update. A parameter that is frozen (requires_grad False) or has no gradient
-is not touched at all: no weight decay, no momentum. Freezing a parameter
-drops its stale gradient and its momentum, so unfreezing starts afresh.
+of a group (of one dtype), as a launch costs more there than a small update.
+A parameter that is frozen (requires_grad False) or has no gradient is not
+touched at all: no weight decay, no momentum. Freezing a parameter drops its
+stale gradient and its momentum, so unfreezing starts afresh.
 
 Large parameters on the CPU are stored either with plain or with streaming
 stores (``sgd_step(stream=...)``, csrc/sgd.cpp): the same values, but which is
@@ -188,7 +189,7 @@ class SGD:
                         K = _kernels.reference      # a strided view set by hand: NumPy updates it in place
                 if anomaly:
                     self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
-                elif K is not _kernels.cpu_kernels and K is not _kernels.reference:   # CUDA: batched below
+                elif backend.is_cupy_array(data):       # CUDA: the group's launch, below
                     batch = on_gpu.setdefault((data.dtype, first), ([], [], []))
                     batch[0].append(data)
                     batch[1].append(grad)
