@@ -27,9 +27,15 @@ engine on it, on any machine with g++. Where CuPy sees a GPU they run on it inst
   a block as fibers, a warp at a time, blocks one after another. Launches alternate the
   order warps, lanes and blocks run in (index order, reversed, shuffled), so a kernel
   whose result depends on that order (a race) gives results that differ from launch to
-  launch, or wrong ones.
+  launch, or wrong ones. Shared memory is filled with garbage before every block (its
+  variables found in the compiled library's symbol table), as a GPU leaves it undefined.
+- Counters for tests: ``FakeArray.reads`` (values read back to the host),
+  ``FakeArray.ops`` (CuPy's own device work: elementwise and reduction kernels, GEMMs,
+  fills and copies; views count nothing) and ``cp.launches`` (the RawKernel launches).
 - What it cannot tell: speed, NVRTC's own math library (the last bits of expf), cuBLAS
-  (matmul is NumPy's), CUDA streams (every launch completes at once), several GPUs.
+  (matmul is NumPy's), CUDA streams (every launch completes at once), several GPUs, a
+  lost update between threads (a thread runs without interruption from one barrier to
+  the next, so a plain ``x += v`` by many threads adds up as if it were atomic).
 """
 import contextlib
 import ctypes
@@ -75,14 +81,20 @@ class FakeArray:
     - ``np.asarray(a)`` (any implicit conversion) raises CuPy's TypeError; ``.get()``
       and ``asnumpy`` copy to NumPy;
     - mixing with NumPy arrays (``a + np_array``, ``np.concatenate([a, np_array])``)
-      raises TypeError, as CuPy does; Python and NumPy scalars mix; ``a[:] = np_array``
-      and NumPy index arrays (``a[np_idx]``) are allowed, as CuPy allows them;
+      raises TypeError, as CuPy does; Python and NumPy scalars mix; ``a[...] = np_array``
+      raises CuPy's ValueError (a value that is not a cupy.ndarray goes to ``fill``);
+      NumPy index arrays (``a[np_idx]``) are allowed, as CuPy allows them;
+    - memory layout as CuPy's: ``asarray``/``array`` and the ``*_like`` functions keep
+      an F-contiguous array F-contiguous (order 'K'), ``get()`` and ``asnumpy`` give
+      C order unless asked otherwise;
     - reductions and indexing down to one element give 0-d arrays, not scalars;
       ``float()``, ``int()``, ``bool()`` and ``.item()`` read one value back (counted in
       ``FakeArray.reads``: on a GPU each one waits for all the work queued before it);
     - NumPy functions and ufuncs called on these arrays dispatch to NumPy on the inner
       arrays (``__array_function__``, ``__array_ufunc__``) and give FakeArrays back, as
-      CuPy's implementations would;
+      CuPy's implementations would; ``cp.add.at`` and the other ufunc methods work;
+    - every new array an operation makes is copied between guards (see below), so a
+      kernel later writing past it is caught as for arrays made by ``empty``;
     - ``.data.ptr``, ``.device.id``, ``__cuda_array_interface__`` as in CuPy (the
       kernels read memory through ptr).
     """
@@ -90,6 +102,7 @@ class FakeArray:
     __array_priority__ = 100
     __hash__ = None
     reads = 0  # values read back to the host (each would wait for the GPU): a counter for tests
+    ops = []   # CuPy's own device work, by name, in order (see _op): for tests to count
 
     def __init__(self, a):
         assert isinstance(a, np.ndarray) and not isinstance(a, FakeArray)
@@ -104,12 +117,14 @@ class FakeArray:
         if not all(isinstance(x, (FakeArray,) + _SCALARS) for x in inputs + tuple(kw.get("out", ()))):
             return NotImplemented  # NumPy then raises TypeError, as CuPy does for a NumPy array
         out = kw.get("out")
+        _op(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         r = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kw))
         return out[0] if out and len(out) == 1 else out if out else _wrap(r)
 
     def __array_function__(self, func, types, args, kwargs):
         if not all(issubclass(t, FakeArray) for t in types):
             return NotImplemented
+        _op(func.__name__)
         return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
 
     # --- CuPy's attributes
@@ -121,9 +136,15 @@ class FakeArray:
     def device(self):
         return types.SimpleNamespace(id=self.__dict__.get("dev", 0))
 
-    def get(self):
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        """A NumPy copy, C-ordered unless ``order`` says otherwise ('A': F for an F-contiguous array)."""
         FakeArray.reads += 1
-        return np.array(self._a)
+        if order == "A":
+            order = "F" if self._a.flags.f_contiguous and not self._a.flags.c_contiguous else "C"
+        if out is not None:
+            out[...] = self._a
+            return out
+        return np.array(self._a, order=order)
 
     @property
     def __cuda_array_interface__(self):
@@ -150,19 +171,27 @@ class FakeArray:
             FakeArray.reads += 1
         if not callable(attr):
             return _wrap(attr)
-        return lambda *args, **kw: _wrap(attr(*_unwrap(args), **_unwrap(kw)))
+
+        def method(*args, **kw):
+            _op(name, self._a, args, kw)
+            return _wrap(attr(*_unwrap(args), **_unwrap(kw)))
+        return method
 
     # --- indexing
     def __getitem__(self, key):
         key = _index(key)
         r = self._a[key]
+        if not np.shares_memory(r, self._a):
+            _op("take")  # advanced indexing gathers with a kernel; basic indexing gives a view
         if isinstance(r, np.generic):  # CuPy gives a 0-d view of that element, not a copy
             r = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
         return _wrap(r)
 
     def __setitem__(self, key, value):
-        if isinstance(value, np.ndarray) and not (isinstance(key, slice) and key == slice(None)):
-            raise TypeError("Unsupported type <class 'numpy.ndarray'> (CuPy copies a NumPy array only into a[:])")
+        if isinstance(value, np.ndarray) and value.ndim:
+            # CuPy hands a value that is not a cupy.ndarray to fill(), which takes scalars only
+            raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+        _op("setitem")
         self._a[_index(key)] = value._a if isinstance(value, FakeArray) else value
 
     def __len__(self):
@@ -215,16 +244,19 @@ def _binary(ufunc):
     def forward(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented  # a NumPy array: it refuses us in turn; a Tensor: its __radd__
-        return FakeArray(np.asarray(ufunc(self._a, _unwrap(other))))
+        _op(ufunc.__name__)
+        return _wrap(np.asarray(ufunc(self._a, _unwrap(other))))
 
     def reflected(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented
-        return FakeArray(np.asarray(ufunc(_unwrap(other), self._a)))
+        _op(ufunc.__name__)
+        return _wrap(np.asarray(ufunc(_unwrap(other), self._a)))
 
     def inplace(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented
+        _op(ufunc.__name__)
         ufunc(self._a, _unwrap(other), out=self._a)
         return self
     return forward, reflected, inplace
@@ -242,7 +274,28 @@ for _name, _ufunc in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), (
                       ("gt", np.greater), ("ge", np.greater_equal)]:
     setattr(FakeArray, f"__{_name}__", _binary(_ufunc)[0])
 for _name, _ufunc in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolute), ("invert", np.invert)]:
-    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: FakeArray(np.asarray(_u(self._a))))
+    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: (_op(_u.__name__), _wrap(np.asarray(_u(self._a))))[1])
+
+
+# What does not launch anything on a GPU: views, and reads back (counted in reads).
+_NO_KERNEL = frozenset("""
+    reshape view transpose swapaxes squeeze diagonal broadcast_to expand_dims moveaxis atleast_1d atleast_2d
+    item tolist tobytes shape ndim size result_type can_cast iscomplexobj isrealobj""".split())
+
+
+def _op(name, a=None, args=(), kw=None):
+    """Record a call that makes a GPU do work with CuPy's own kernels (an elementwise or
+    reduction kernel, a cuBLAS GEMM, a fill or copy); views and reads back record
+    nothing. An estimate of what a profiler would count, to keep the work per training
+    step from growing unseen; tinytl's own kernels are counted apart (cp.launches)."""
+    if name in _NO_KERNEL:
+        return
+    if name == "astype" and a is not None and np.dtype(args[0] if args else kw["dtype"]) == a.dtype \
+            and not (kw or {}).get("copy", True) and len(args) < 2:
+        return  # astype(same dtype, copy=False): the array itself
+    if name == "ravel" and a is not None and a.flags.c_contiguous:
+        return
+    FakeArray.ops.append(name)
 
 
 def _unwrap(x):
@@ -259,11 +312,18 @@ def _unwrap(x):
 
 
 def _wrap(r):
-    """NumPy results to FakeArrays; NumPy scalars to 0-d FakeArrays (CuPy returns arrays)."""
-    if isinstance(r, np.ndarray):
-        return FakeArray(r)
+    """NumPy results to FakeArrays; NumPy scalars to 0-d FakeArrays (CuPy returns arrays).
+
+    An array that owns its memory (a new result) is copied between guards, as ``empty``
+    makes arrays; a view stays a view of its base (which was guarded when it was made)."""
     if isinstance(r, np.generic):
-        return FakeArray(np.asarray(r))
+        r = np.asarray(r)
+    if isinstance(r, np.ndarray):
+        if r.base is None and r.dtype.kind in "biufc":
+            out = empty(r.shape, r.dtype, order="F" if _f_only(r) else "C")
+            out._a[...] = r
+            return out
+        return FakeArray(r)
     if isinstance(r, (list, tuple)):
         return type(r)(_wrap(v) for v in r)
     return r
@@ -280,10 +340,24 @@ _guarded = []  # (weak reference to the raw buffer, its guard bytes) of each arr
 _guard_rng = np.random.default_rng(0)
 
 
-def empty(shape, dtype=np.float64):
+def _f_only(a):
+    """True for an array laid out in Fortran order and not also in C order."""
+    return a.flags.f_contiguous and not a.flags.c_contiguous
+
+
+def _order(a, order):
+    """CuPy's reading of ``order`` for a new array like ``a``: 'K' and 'A' keep F order."""
+    if order in (None, "K", "A"):
+        return "F" if _f_only(a) else "C"
+    return order
+
+
+def empty(shape, dtype=np.float64, order="C"):
     """An uninitialised FakeArray between two guards of random values."""
     dtype = np.dtype(dtype)
     shape = tuple(shape) if np.iterable(shape) else (int(shape),)
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' or 'F', got {order!r}")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + 2 * GUARD, np.uint8)
     if dtype.kind == "f":  # values in [1, 2): any arithmetic written over them changes them
@@ -292,17 +366,20 @@ def empty(shape, dtype=np.float64):
         guard = _guard_rng.integers(0, 256, 2 * GUARD, np.uint8)
     raw[:GUARD], raw[GUARD + nbytes:] = guard[:GUARD], guard[GUARD:]
     _guarded.append((weakref.ref(raw), guard))
-    return FakeArray(raw[GUARD:GUARD + nbytes].view(dtype).reshape(shape))
+    flat = raw[GUARD:GUARD + nbytes].view(dtype)
+    return FakeArray(flat.reshape(shape[::-1]).T if order == "F" else flat.reshape(shape))
 
 
-def asarray(a, dtype=None):
-    """cupy.asarray: ``a`` itself if it is a FakeArray of that dtype, else a copy on the 'device'."""
+def asarray(a, dtype=None, order=None):
+    """cupy.asarray: ``a`` itself if it is a FakeArray of that dtype and order, else a copy
+    on the 'device' (order 'K', the default: F order kept for an F-contiguous array)."""
     if isinstance(a, FakeArray):
-        if dtype is None or a.dtype == dtype:
+        if (dtype is None or a.dtype == dtype) and (
+                order in (None, "K", "A") or a.flags[{"C": "C_CONTIGUOUS", "F": "F_CONTIGUOUS"}[order]]):
             return a
         a = a._a
     a = np.asarray(a, dtype)
-    out = empty(a.shape, a.dtype)
+    out = empty(a.shape, a.dtype, _order(a, order))
     out._a[...] = a
     return out
 
@@ -394,7 +471,27 @@ def build(code, defines=()):
             raise CompileError(r.stderr)
         os.replace(tmp, lib)
     dll = ctypes.CDLL(str(lib))
+    _register_shared(dll, lib)
     return dll, sigs
+
+
+def _register_shared(dll, lib):
+    """Tell the library where its __shared__ variables are, so that each block starts
+    with garbage in them (see cuda_on_cpu.h). They are the writable function-local
+    statics (names mangled _ZZ...) of the kernels' code, not of the C++ library's or the
+    emulator's, found in the symbol table (objdump -t: address, section, size, name);
+    their addresses are offsets from where the library was loaded."""
+    out = subprocess.run([shutil.which("objdump") or "objdump", "-t", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    syms = [(int(f[0], 16), f[-3], int(f[-2], 16), f[-1]) for f in (line.split() for line in out.splitlines())
+            if len(f) >= 5 and re.fullmatch(r"[0-9a-f]{16}", f[0]) and re.fullmatch(r"[0-9a-f]+", f[-2])]
+    base = ctypes.cast(dll.emu_set_shared, ctypes.c_void_p).value - next(
+        addr for addr, _, _, name in syms if name == "emu_set_shared")
+    shared = [(base + addr, size) for addr, section, size, name in syms
+              if name.startswith("_ZZ") and section.startswith((".bss", ".data"))
+              and not re.match(r"_ZZN?K?(St|3emu|9__gnu_cxx)", name)]
+    table = (ctypes.c_ulonglong * (2 * len(shared)))(*(v for pair in shared for v in pair))
+    dll.emu_set_shared(table, ctypes.c_size_t(len(shared)))
 
 
 class Kernel:
@@ -435,7 +532,32 @@ class _Module(types.ModuleType):
         attr = getattr(np, name)
         if isinstance(attr, type) or not callable(attr):
             return attr  # dtypes (cp.float32 is numpy.float32), constants
-        return lambda *args, **kw: _wrap(attr(*_unwrap(args), **_unwrap(kw)))
+        if isinstance(attr, np.ufunc):
+            return _Ufunc(attr)
+        return lambda *args, **kw: (_op(name), _wrap(attr(*_unwrap(args), **_unwrap(kw))))[1]
+
+
+class _Ufunc:
+    """cupy.ufunc: a call and the methods (``at``, ``reduce``, ...), on FakeArrays."""
+
+    def __init__(self, ufunc):
+        self._u = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args, **kw):
+        _op(self.__name__)
+        return _wrap(self._u(*_unwrap(args), **_unwrap(kw)))
+
+    def at(self, a, indices, b=None):
+        if not isinstance(a, FakeArray):
+            raise TypeError(f"{self.__name__}.at: a must be a cupy.ndarray, got {type(a)}")
+        args = (_unwrap(a), _index(indices)) + (() if b is None else (_unwrap(b),))
+        _op(f"{self.__name__}.at")
+        self._u.at(*args)  # in place, like CuPy's scatter kernels
+
+    def __getattr__(self, name):  # reduce, accumulate, outer, reduceat
+        method = getattr(self._u, name)
+        return lambda *args, **kw: (_op(f"{self.__name__}.{name}"), _wrap(method(*_unwrap(args), **_unwrap(kw))))[1]
 
 
 def make_cupy(launches=None, run=True, defines=()):
@@ -482,26 +604,31 @@ def make_cupy(launches=None, run=True, defines=()):
         def synchronize(self):
             pass
 
-    def full(shape, v, dtype=None):
-        out = empty(shape, np.asarray(v).dtype if dtype is None else dtype)
+    def full(shape, v, dtype=None, order="C"):
+        out = empty(shape, np.asarray(v).dtype if dtype is None else dtype, order)
+        _op("fill")
         out._a.fill(v)
         return out
+
+    def like(a, dtype, order):  # the *_like functions: a's shape, dtype and (order 'K') layout
+        return a.shape, a.dtype if dtype is None else dtype, _order(a._a, order)
 
     cp.RawModule = RawModule
     cp.empty = empty
     cp.full = full
-    cp.zeros = lambda shape, dtype=np.float64: full(shape, 0, dtype)
-    cp.ones = lambda shape, dtype=np.float64: full(shape, 1, dtype)
-    cp.empty_like = lambda a, dtype=None: empty(a.shape, a.dtype if dtype is None else dtype)
-    cp.full_like = lambda a, v, dtype=None: full(a.shape, v, a.dtype if dtype is None else dtype)
-    cp.zeros_like = lambda a, dtype=None: cp.full_like(a, 0, dtype)
-    cp.ones_like = lambda a, dtype=None: cp.full_like(a, 1, dtype)
+    cp.zeros = lambda shape, dtype=np.float64, order="C": full(shape, 0, dtype, order)
+    cp.ones = lambda shape, dtype=np.float64, order="C": full(shape, 1, dtype, order)
+    cp.empty_like = lambda a, dtype=None, order="K": empty(*like(a, dtype, order))
+    cp.full_like = lambda a, v, dtype=None, order="K": full(like(a, dtype, order)[0], v, *like(a, dtype, order)[1:])
+    cp.zeros_like = lambda a, dtype=None, order="K": cp.full_like(a, 0, dtype, order)
+    cp.ones_like = lambda a, dtype=None, order="K": cp.full_like(a, 1, dtype, order)
     cp.asarray = asarray
-    cp.array = lambda a, dtype=None, copy=True: asarray(np.array(a._a if isinstance(a, FakeArray) else a, dtype))
-    cp.ascontiguousarray = lambda a, dtype=None: (
-        a if isinstance(a, FakeArray) and a.flags.c_contiguous and dtype in (None, a.dtype)
-        else asarray(np.ascontiguousarray(a._a if isinstance(a, FakeArray) else a, dtype)))
-    cp.asnumpy = lambda a: a.get() if isinstance(a, FakeArray) else np.asarray(a)
+    cp.array = lambda a, dtype=None, copy=True, order="K": (
+        asarray(a, dtype, order) if not copy else
+        asarray(np.array(a._a if isinstance(a, FakeArray) else a, dtype, order=order)))
+    cp.ascontiguousarray = lambda a, dtype=None: asarray(a, dtype, "C")
+    cp.asnumpy = lambda a, stream=None, order="C", out=None: (
+        a.get(order=order, out=out) if isinstance(a, FakeArray) else np.asarray(a, order=order))
     cp.get_array_module = lambda *arrays: cp if any(isinstance(a, FakeArray) for a in arrays) else np
     cp.cuda = types.SimpleNamespace(
         Device=Device, Stream=Stream, get_current_stream=Stream,

@@ -6,9 +6,14 @@ computes; these tests show it would say so only of correct kernels:
    1-D, 2-D and 3-D launches; __syncthreads and the warp shuffles give what CUDA
    specifies; a barrier some threads skip, a shuffle in a partial warp, a write past the
    end of an array are errors; the ucontext fallback agrees with the x86-64 switch.
-2. mutants of tinytl's own kernels (one bug planted per test, in the text CuPy would
+   Shared memory starts as garbage in every block; threads at different __syncthreads,
+   lanes at different warp primitives, and atomics CUDA lacks are errors.
+2. the arrays: CuPy's layout rules (order 'K', get() in C order), its refusal of a NumPy
+   array as a value, ufunc.at, guards around every operation's result.
+3. mutants of tinytl's own kernels (one bug planted per test, in the text CuPy would
    compile): a missing barrier, a wrong shuffle offset, an off-by-one, an early return
-   before a barrier. Each must be caught, by the results or by the emulator itself.
+   before a barrier, a read of shared memory nothing wrote. Each must be caught, by the
+   results or by the emulator itself.
 """
 import ctypes
 
@@ -149,6 +154,94 @@ def test_a_launch_with_a_wrong_argument_type_is_refused():
         run(code, "k", (1,), (32,), emucupy.empty(32, np.float64), np.int64(32))
 
 
+STALE = r'''
+// Block 0 writes shared memory, the others only read it: on a GPU they read garbage.
+extern "C" __global__ void stale(float* out, int* ints) {
+    __shared__ float s[32];
+    __shared__ int k[32];
+    if (blockIdx.x == 0) { s[threadIdx.x] = 1.0f; k[threadIdx.x] = 0; }
+    __syncthreads();
+    out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+    ints[blockIdx.x * 32 + threadIdx.x] = k[threadIdx.x];
+}
+'''
+
+
+def test_shared_memory_starts_as_garbage_in_every_block():
+    """Not zeros (a static's start), nor what the previous block left: NaN bytes or random
+    bytes, in turn, so a kernel reading shared memory it did not write fails."""
+    dll, sigs = emucupy.build(HEAD + STALE)
+    k = emucupy.Kernel("stale", sigs["stale"], [], dll)
+    for _ in range(4):
+        out, ints = emucupy.empty(3 * 32, np.float32), emucupy.empty(3 * 32, np.int32)
+        k((3,), (32,), (out, ints))
+        got, got_ints = out.get().reshape(3, 32), ints.get().reshape(3, 32)
+        assert (got[0] == 1).all() and (got_ints[0] == 0).all()
+        assert not (got[1:] == 1).any() and not (got[1:] == 0).all() and not (got_ints[1:] == 0).all()
+
+
+def test_threads_at_different_syncthreads_are_an_error():
+    code = BARRIER.replace("    __syncthreads();\n    float total",
+                           "    if (t < 64) __syncthreads();\n    else __syncthreads();\n    float total")
+    x = emucupy.asarray(np.ones(256, np.float32))
+    with pytest.raises(AssertionError, match=r"wait at different __syncthreads \(.*emutest\.cu:\d+ and .*emutest"):
+        run(code, "block_sum", (1,), (256,), x, emucupy.empty(256, np.float32))
+
+
+def test_lanes_at_different_warp_primitives_are_an_error():
+    code = r'''
+extern "C" __global__ void k(double* out) {
+    double v = threadIdx.x;
+    if (threadIdx.x < 16) __syncwarp();
+    else v = __shfl_xor_sync(0xffffffffu, v, 1);
+    out[threadIdx.x] = v;
+}'''
+    with pytest.raises(AssertionError, match="wait at different warp primitives"):
+        run(code, "k", (1,), (32,), emucupy.empty(32, np.float64))
+
+
+@pytest.mark.parametrize("call", ["atomicMax(out, 1.0f)", "atomicAdd((long long*)out, 1LL)"])
+def test_atomics_cuda_lacks_do_not_compile(call):
+    with pytest.raises(emucupy.CompileError):
+        emucupy.build(HEAD + f'extern "C" __global__ void k(float* out) {{ {call}; }}')
+
+
+# ------------------------------------------------------------ the arrays ----
+
+def test_arrays_keep_cupys_layout_rules():
+    cp = emucupy.make_cupy(run=False)
+    f = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    g = cp.asarray(f)
+    assert g.flags.f_contiguous and not g.flags.c_contiguous          # order 'K'
+    assert cp.empty_like(g).flags.f_contiguous and cp.zeros_like(g).flags.f_contiguous
+    assert cp.asarray(f, order="C").flags.c_contiguous and cp.ascontiguousarray(g).flags.c_contiguous
+    assert cp.asnumpy(g).flags.c_contiguous and g.get().flags.c_contiguous   # get's order is 'C'
+    assert cp.asnumpy(g, order="A").flags.f_contiguous
+    assert cp.empty((2, 3), np.float32, order="F").flags.f_contiguous
+    np.testing.assert_array_equal(cp.asnumpy(g), f)
+    assert cp.asarray(g) is g
+
+
+def test_arrays_refuse_a_numpy_value_and_scatter_add():
+    cp = emucupy.make_cupy(run=False)
+    a = cp.zeros(5)
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
+        a[:] = np.ones(5)
+    a[...] = np.float64(2)   # a NumPy scalar is a scalar
+    cp.add.at(a, np.array([1, 1, 3]), 1.0)
+    np.testing.assert_array_equal(a.get(), [2, 4, 2, 3, 2])
+    np.testing.assert_array_equal(cp.add.reduce(cp.ones((2, 3)), axis=0).get(), [2, 2, 2])
+
+
+def test_a_write_past_the_result_of_an_array_operation_is_caught():
+    """Results of CuPy operations (here a sum and a product) sit between guards too."""
+    x = emucupy.asarray(np.ones(32, np.float32))
+    y = x + x * 2
+    code = 'extern "C" __global__ void k(float* out, long long n) { out[threadIdx.x] = 7.0f; }'
+    with pytest.raises(AssertionError, match="a kernel wrote outside an array"):
+        run(code, "k", (1,), (33,), y, np.int64(32))
+
+
 def test_compile_errors_point_into_the_cu_file():
     with pytest.raises(emucupy.CompileError, match=r"emutest\.cu:1"):
         emucupy.build(HEAD + 'extern "C" __global__ void k() { oops; }')
@@ -231,6 +324,14 @@ def test_mutant_with_a_wrong_shuffle_offset(mutant):
 def test_mutant_reusing_shared_memory_without_a_barrier(mutant):
     mutant("softmax_xent", "    __syncthreads();  // red is reused by the next reduction\n", "")
     assert caught(softmax_check(3, 3000))  # a block per row: the per-warp results go through red
+
+
+def test_mutant_reading_shared_memory_it_did_not_write(mutant):
+    """Every thread adds all 32 slots of red, not just one per warp: the unwritten ones
+    were zeros (the static's start) when shared memory was not poisoned, which neither
+    the max (of positive logits) nor the sum noticed."""
+    mutant("softmax_xent", "for (int w = 1; w < warps; ++w)", "for (int w = 1; w < 32 + 0 * warps; ++w)")
+    assert caught(softmax_check(3, 3000))
 
 
 def test_mutant_writing_one_element_too_many(mutant):

@@ -17,9 +17,14 @@
 //
 // What is stricter than a GPU, on purpose: a barrier that some thread of the block (of
 // the warp, for __syncwarp and shuffles) never reaches because it returned or waits at
-// another barrier is an error, reported to Python with the kernel's name, as is a warp
-// primitive in a block whose size is not a multiple of 32 or with a mask other than all
-// 32 lanes. What it does not model: timing, the memory hierarchy, NVRTC's math (expf
+// another barrier is an error, reported to Python with the kernel's name, as are threads
+// waiting at two different __syncthreads (by file and line), lanes at two different warp
+// primitives, a warp primitive in a block whose size is not a multiple of 32 or with a
+// mask other than all 32 lanes, and (at compile time) an atomic CUDA does not have.
+// Shared memory starts as garbage in every block (see __shared__ below). What it does
+// not model: timing, the memory hierarchy, lost updates (a thread runs uninterrupted
+// from one barrier to the next, so a plain += by many threads adds up as if atomic),
+// NVRTC's math (expf
 // here is glibc's, not CUDA's: results differ in the last bits, so the tests compare the
 // transcendental kernels with a tolerance, as they do on a GPU). Products and sums round
 // as written: the build passes -ffp-contract=off, so no FMA is formed.
@@ -41,7 +46,13 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static  // the blocks run one after another: one copy is one block's
+// The blocks run one after another, so one static copy is one block's. The launcher
+// fills every one with garbage before each block (NaN bytes or random bytes, in turn):
+// on a GPU shared memory starts undefined in every block, and a kernel that reads what
+// it did not write must not pass by reading zeros or the previous block's values.
+// tests/emucupy.py finds them (the function-local statics of the library, which in CUDA
+// C can only be __shared__) in its symbol table and passes them to emu_set_shared.
+#define __shared__ static
 
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
@@ -118,6 +129,7 @@ struct Fiber {
     Context ctx;
     State state;
     dim3 tid;
+    const char* at = nullptr;  // the barrier it waits at: its kind, or its file and line
 };
 
 struct Launch {
@@ -137,9 +149,10 @@ static void fail(const std::string& what) {
     if (launch_->error.empty()) launch_->error = what;
 }
 
-static void wait(State s) {  // leave the running fiber at a barrier (or done)
+static void wait(State s, const char* at = nullptr) {  // leave the running fiber at a barrier (or done)
     Fiber& f = launch_->fibers[size_t(launch_->current)];
     f.state = s;
+    f.at = at;
     switch_to(f.ctx, launch_->scheduler);
 }
 
@@ -154,7 +167,7 @@ static void warp_barrier(unsigned mask, const char* what) {
     if (launch_->fibers.size() % 32) fail(std::string(what) + " in a block of " + std::to_string(launch_->fibers.size()) +
                                           " threads, not a multiple of the warp size");
     if (mask != 0xffffffffu) fail(std::string(what) + " with a mask other than all 32 lanes");
-    wait(kAtWarp);
+    wait(kAtWarp, what);
 }
 
 // The value of `v` in lane `src` of this warp (its own value when src is out of range).
@@ -198,6 +211,12 @@ static void run_warp(size_t w, const std::vector<int>& lanes) {
                  " lanes of warp " + std::to_string(w) + " did not reach (divergence or return)");
             return;
         }
+        for (size_t i = first + 1; i < first + count; ++i)
+            if (strcmp(L.fibers[i].at, L.fibers[first].at) != 0) {
+                fail(std::string("the lanes of warp ") + std::to_string(w) + " wait at different warp primitives (" +
+                     L.fibers[first].at + " and " + L.fibers[i].at + ")");
+                return;
+            }
         for (size_t i = first; i < first + count; ++i) L.fibers[i].state = kReady;
     }
 }
@@ -216,8 +235,29 @@ static bool run_block(const std::vector<int>& warps, const std::vector<int>& lan
              " threads did not reach (they returned)");
         return false;
     }
+    for (const Fiber& f : L.fibers)
+        if (strcmp(f.at, L.fibers[0].at) != 0) {
+            fail(std::string("the threads of a block wait at different __syncthreads (") + L.fibers[0].at + " and " +
+                 f.at + "): CUDA requires every thread to reach the same one");
+            return false;
+        }
     for (Fiber& f : L.fibers) f.state = kReady;  // all at the barrier
     return true;
+}
+
+// The kernels' __shared__ variables, (address, bytes) each: set by emu_set_shared.
+static std::vector<std::pair<char*, size_t>> shared_vars;
+
+// Fill them with garbage before a block: 0xff bytes (NaN in float and double, -1 in
+// integers) on even calls of `which`, random bytes on odd ones.
+static void poison_shared(unsigned which, std::mt19937& rng) {
+    for (auto& [p, n] : shared_vars) {
+        if (which % 2 == 0) {
+            memset(p, 0xff, n);
+        } else {
+            for (size_t i = 0; i < n; ++i) p[i] = char(rng() & 0xff);
+        }
+    }
 }
 
 // order: 0 threads and blocks in index order, 1 reversed, 2 shuffled with `seed`.
@@ -264,6 +304,7 @@ static int launch(dim3 grid, dim3 block, int order, unsigned seed, std::function
             std::shuffle(warps.begin(), warps.end(), rng);
             std::shuffle(lanes.begin(), lanes.end(), rng);
         }
+        poison_shared(seed + unsigned(bi), rng);
         while (run_block(warps, lanes)) {
         }
     }
@@ -275,9 +316,18 @@ static int launch(dim3 grid, dim3 block, int order, unsigned seed, std::function
 
 }  // namespace emu
 
+// table: n pairs (address, bytes), the library's __shared__ variables.
+extern "C" void emu_set_shared(const unsigned long long* table, size_t n) {
+    emu::shared_vars.clear();
+    for (size_t i = 0; i < n; ++i) emu::shared_vars.emplace_back((char*)uintptr_t(table[2 * i]), size_t(table[2 * i + 1]));
+}
+
 // ---------------------------------------------------------- the built-ins ----
 
-static inline void __syncthreads() { emu::wait(emu::kAtBlock); }
+// __syncthreads names its file and line: every thread of the block must wait at the same one.
+#define EMU_STR2(x) #x
+#define EMU_STR(x) EMU_STR2(x)
+#define __syncthreads() emu::wait(emu::kAtBlock, __FILE__ ":" EMU_STR(__LINE__))
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::warp_barrier(mask, "__syncwarp"); }
 
 template <typename T>
@@ -297,12 +347,22 @@ static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
 }
 
 // One OS thread and no preemption inside a call: a plain read-modify-write is atomic.
-template <typename T>
-static inline T atomicMin(T* a, T v) { T old = *a; *a = v < old ? v : old; return old; }
-template <typename T>
-static inline T atomicMax(T* a, T v) { T old = *a; *a = v > old ? v : old; return old; }
-template <typename T>
-static inline T atomicAdd(T* a, T v) { T old = *a; *a = old + v; return old; }
+// Only the overloads CUDA has (sm_60+): atomicMin/Max of a float, or atomicAdd of a
+// long long, fail to compile here as they would with NVRTC.
+#define EMU_ATOMIC(T)                                                                     \
+    static inline T atomicMin(T* a, T v) { T old = *a; *a = v < old ? v : old; return old; } \
+    static inline T atomicMax(T* a, T v) { T old = *a; *a = v > old ? v : old; return old; }
+EMU_ATOMIC(int)
+EMU_ATOMIC(unsigned)
+EMU_ATOMIC(long long)
+EMU_ATOMIC(unsigned long long)
+#define EMU_ATOMIC_ADD(T) \
+    static inline T atomicAdd(T* a, T v) { T old = *a; *a = old + v; return old; }
+EMU_ATOMIC_ADD(int)
+EMU_ATOMIC_ADD(unsigned)
+EMU_ATOMIC_ADD(unsigned long long)
+EMU_ATOMIC_ADD(float)
+EMU_ATOMIC_ADD(double)
 
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
