@@ -133,14 +133,60 @@ def test_a_seed_other_than_one_scales_the_gradients(device, loss):
     np.testing.assert_allclose(grads[device], grads["cpu"], rtol=1e-6, atol=1e-7)
 
 
-def test_bad_labels_raise_before_anything_changes(device):
+@pytest.mark.parametrize("labels,msg", [([0, 7, 1, 9], r"target\[1\] = 7"), ([0, 1, -2], r"target\[2\] = -2")])
+def test_bad_labels_raise_the_same_error_on_every_device(device, labels, msg):
+    """The CPU checks the labels in Python, a GPU in the kernel: the same words, the first bad label."""
     model = mlp(device, sizes=(4, 3))
-    before = state(model)
-    x = on(device, np.ones((3, 4), np.float32))
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), found 7|target\[1\] = 7 is not a class index"):
-        nn.CrossEntropyLoss()(model(x), on(device, np.array([0, 7, 1])))
-    for k, v in state(model).items():
-        np.testing.assert_array_equal(v, before[k])
+    x = on(device, np.ones((len(labels), 4), np.float32))
+    with pytest.raises(ValueError, match=rf"^cross_entropy: {msg} is not a class index in \[0, 3\)$"):
+        nn.CrossEntropyLoss()(model(x), on(device, np.array(labels)))
+
+
+def test_linear_weights_keep_their_transposed_layout_on_every_device(device):
+    """Linear stores its weight transposed (F-contiguous); moves keep that layout both
+    ways, so the GPU runs the same GEMM and SGD layout the CPU does."""
+    model = mlp("cpu")
+    assert all(m.weight.data.flags.f_contiguous for m in model if isinstance(m, nn.Linear))
+    model.to(device)
+    assert all(m.weight.data.flags.f_contiguous for m in model if isinstance(m, nn.Linear))
+    model.to("cpu")
+    assert all(m.weight.data.flags.f_contiguous and not m.weight.data.flags.c_contiguous
+               for m in model if isinstance(m, nn.Linear))
+
+
+@pytest.mark.parametrize("seed", [2.0, np.float32(2.0), np.array(2.0), "cpu", "device"])
+def test_backward_takes_a_seed_from_anywhere(device, seed):
+    """A number, a NumPy value or a tensor on either device: moved to the loss's device."""
+    z = np.random.default_rng(6).standard_normal((4, 3)).astype(np.float32)
+    y = np.array([0, 2, 1, 1])
+    grads = {}
+    for s in (seed, None):
+        zt = on(device, z, requires_grad=True)
+        loss = nn.CrossEntropyLoss()(zt, on(device, y))
+        if s is None:
+            (loss * 2).backward()
+        else:
+            loss.backward(on(s if s == "cpu" else device, np.float32(2)) if isinstance(s, str) else s)
+        assert_on(device, zt.grad)
+        grads[s is None] = backend.to_numpy(zt.grad)
+    np.testing.assert_allclose(grads[False], grads[True], rtol=1e-6)
+
+
+def test_losses_take_the_implicit_seed_without_an_array_of_ones(device, monkeypatch):
+    """loss.backward() hands the losses tensor.UNIT_SEED: no ones_like and no product by
+    it (two kernel launches per step on a GPU), and the same bits as a seed of 1."""
+    xp = backend.get_array_module(on(device, np.ones(1)).data)
+    rng = np.random.default_rng(7)
+    z, y, t = rng.standard_normal((5, 4)), rng.integers(0, 4, 5), rng.standard_normal((5, 4))
+    for loss in (lambda a: nn.CrossEntropyLoss()(a, on(device, y)), lambda a: nn.MSELoss()(a, on(device, t))):
+        zt = on(device, z, requires_grad=True)
+        loss(zt).backward(on(device, np.array(1.0)))
+        want = backend.to_numpy(zt.grad)
+        zt.grad = None
+        with monkeypatch.context() as m:
+            m.setattr(xp, "ones_like", lambda *a, **k: pytest.fail("an array of ones was made"))
+            loss(zt).backward()
+        np.testing.assert_array_equal(backend.to_numpy(zt.grad), want)
 
 
 # ------------------------------------------------------------ training ----
@@ -195,11 +241,12 @@ def test_module_to_in_the_middle_of_training_moves_grads_and_momentum(device):
         np.testing.assert_allclose(model.state_dict()[k], v, rtol=1e-12, atol=1e-14, err_msg=k)
 
 
-def test_a_training_step_launches_8_kernels_and_waits_for_the_gpu_once(device):
-    """784-128-10 at batch 128, SGD with momentum: the launches of tinytl's own kernels and
-    the values read back to the host, counted on the emulated GPU (cuBLAS GEMMs and CuPy's
-    own kernels are not counted). The one read is the label check, before anything is
-    written; the loss's backward and the SGD update wait for nothing."""
+def test_a_training_step_launches_14_kernels_and_waits_for_the_gpu_once(device):
+    """784-128-10 at batch 128, SGD with momentum, counted on the emulated GPU: tinytl's own
+    kernels (8), CuPy's work (5 cuBLAS GEMMs and the fill of the label check's result),
+    and the values read back to the host (1: the label check, before anything is
+    written). No array of ones for the loss's seed, no product by it (tensor.UNIT_SEED),
+    no host check of the labels, one SGD launch for all four parameters."""
     cp = backend.cupy_if_loaded()
     if device != "cuda" or not isinstance(cp, emucupy._Module):
         pytest.skip("counts launches on the emulated GPU")
@@ -209,7 +256,7 @@ def test_a_training_step_launches_8_kernels_and_waits_for_the_gpu_once(device):
     x = on(device, rng.standard_normal((128, 784)).astype(np.float32))
     y = on(device, rng.integers(0, 10, 128))
     for k in range(3):  # the first step differs (momentum buffers start)
-        n, reads = len(cp.launches), emucupy.FakeArray.reads
+        n, ops, reads = len(cp.launches), len(emucupy.FakeArray.ops), emucupy.FakeArray.reads
         opt.zero_grad()
         nn.CrossEntropyLoss()(model(x), y).backward()
         opt.step()
@@ -217,7 +264,108 @@ def test_a_training_step_launches_8_kernels_and_waits_for_the_gpu_once(device):
         assert names == ["linear_forward_epilogue", "linear_forward_epilogue", "softmax_xent_check_target",
                          "softmax_xent", "softmax_xent_loss", "linear_backward_epilogue", "linear_backward_epilogue",
                          "sgd_step_many"], names
+        assert emucupy.FakeArray.ops[ops:] == ["matmul", "matmul", "fill", "matmul", "matmul", "matmul"], k
         assert emucupy.FakeArray.reads - reads == 1, k
+
+
+def _trained_one_step(device):
+    model = mlp(device, np.float64)
+    opt = tl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    rng = np.random.default_rng(10)
+    x, y = on(device, rng.standard_normal((8, 6))), on(device, rng.integers(0, 3, 8))
+    for _ in range(2):
+        opt.zero_grad()
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        opt.step()
+    opt.zero_grad()
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    return model, opt
+
+
+def _snapshot(model, opt):
+    params = list(model.parameters())
+    return ([backend.to_numpy(p.data).copy() for p in params], [backend.to_numpy(p.grad).copy() for p in params],
+            [backend.to_numpy(opt.state[id(p)]["momentum_buffer"]).copy() for p in params])
+
+
+def test_a_step_that_raises_changes_nothing(device):
+    """A bad gradient on the last parameter, or a non-finite update under detect_anomaly:
+    SGD.step raises before it writes any parameter or any optimizer state."""
+    model, opt = _trained_one_step(device)
+    params = list(model.parameters())
+    before = _snapshot(model, opt)
+    good = params[-1].grad
+    bad = {"shape": (good[:-1], r"gradient of shape \(2,\).*parameter 5 of group 0"),
+           "dtype": (good.astype(np.float32), r"dtype float32 does not match.*parameter 5 of group 0"),
+           "device": (backend.to_numpy(good) if device != "cpu" else None, r"parameter 5 of group 0 is on 'cpu'")}
+    for what, (grad, msg) in bad.items():
+        if grad is None:
+            continue
+        params[-1].grad = grad
+        with pytest.raises(ValueError, match=msg):
+            opt.step()
+    params[-1].grad = good * np.inf
+    with tl.detect_anomaly(), pytest.raises(FloatingPointError, match="no parameter was changed"):
+        opt.step()
+    params[-1].grad = good
+    for got, want in zip(_snapshot(model, opt), before):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    opt.step()  # and the step goes on as if nothing had happened
+    model2, opt2 = _trained_one_step(device)
+    opt2.step()
+    for a, b in zip(model.parameters(), model2.parameters()):
+        np.testing.assert_array_equal(backend.to_numpy(a.data), backend.to_numpy(b.data))
+
+
+def test_a_refused_first_step_leaves_no_momentum_buffer(device):
+    """detect_anomaly refusing the first step must not keep the new, unwritten buffer:
+    the next step is a first step again."""
+    p = nn.Parameter(on(device, np.ones(3)).data)
+    opt = tl.optim.SGD([p], lr=1.0, momentum=0.9)
+    p.grad = on(device, np.full(3, np.inf)).data
+    with tl.detect_anomaly(), pytest.raises(FloatingPointError):
+        opt.step()
+    assert "momentum_buffer" not in opt.state.get(id(p), {})
+    p.grad = on(device, np.full(3, 0.5)).data
+    opt.step()
+    np.testing.assert_array_equal(backend.to_numpy(p.data), 0.5)   # 1 - 1.0 * 0.5: buf = grad
+
+
+def test_one_optimizer_over_two_devices_is_all_or_nothing(device):
+    if device == "cpu":
+        pytest.skip("needs a second device")
+    cpu_model, gpu_model = mlp("cpu", np.float64), mlp(device, np.float64)
+    params = list(cpu_model.parameters()) + list(gpu_model.parameters())
+    opt = tl.optim.SGD(params, lr=0.1, momentum=0.9)
+    for p in params:
+        p.grad = p.data * 0 + 1
+    before = [backend.to_numpy(p.data).copy() for p in params]
+    params[-1].grad = params[-1].grad.astype(np.float32)
+    with pytest.raises(ValueError, match="parameter 11 of group 0"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(backend.to_numpy(p.data), b)
+    assert not opt.state
+    params[-1].grad = params[-1].grad.astype(np.float64)
+    opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(backend.to_numpy(p.data), b - 0.1)
+
+
+def test_sgd_updates_a_strided_parameter_in_place(device):
+    """A view set by hand (neither C- nor F-contiguous): updated through the view by array
+    ops (the kernels take contiguous arrays), with the numbers of a contiguous one."""
+    base = on(device, np.ones((4, 6))).data
+    p = nn.Parameter(base[:, ::2])
+    q = nn.Parameter(on(device, np.ones((4, 3))).data)
+    opts = [tl.optim.SGD([t], lr=0.1, momentum=0.9, weight_decay=0.01) for t in (p, q)]
+    for _ in range(3):
+        for t, opt in zip((p, q), opts):
+            t.grad = on(device, np.full((4, 3), 0.5)).data
+            opt.step()
+    np.testing.assert_array_equal(backend.to_numpy(base)[:, ::2], backend.to_numpy(q.data))
+    np.testing.assert_array_equal(backend.to_numpy(base)[:, 1::2], 1.0)
 
 
 # ------------------------------------------------------------ transfer ----

@@ -79,8 +79,8 @@ def test_cross_entropy_is_stable_for_huge_logits():
 
 @pytest.mark.parametrize("target,exc,match", [
     (np.array([0, 5]), ValueError, r"\[0, 5\)"),
-    (np.array([-1, 0]), ValueError, "found -1"),
-    (np.array([0, 2**32 + 5]), ValueError, "found"),
+    (np.array([-1, 0]), ValueError, r"target\[0\] = -1 is not a class index"),
+    (np.array([0, 2**32 + 5]), ValueError, rf"target\[1\] = {2**32 + 5} is not"),
     (np.array([0.0, 1.0]), TypeError, "integer"),
     (np.array([0, 1, 2]), ValueError, r"shape \(2,\)"),
 ])

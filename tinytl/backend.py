@@ -94,10 +94,13 @@ def device_of(array) -> str:
 
 
 def to_device(array, device: str):
-    """Return ``array`` on ``device`` (no copy when it is already there)."""
+    """Return ``array`` on ``device`` (no copy when it is already there).
+
+    The copy keeps an F-contiguous array F-contiguous both ways (Linear stores its weight
+    transposed), as cupy.asarray does; cupy.asnumpy on its own would give C order."""
     device = check_device(device)
     if device == "cpu":
-        return _cupy.asnumpy(array) if is_cupy_array(array) else array
+        return _cupy.asnumpy(array, order="A") if is_cupy_array(array) else array
     cp = _require_cuda()
     return array if isinstance(array, cp.ndarray) else cp.asarray(array)
 

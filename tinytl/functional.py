@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backend
 from . import kernels as _kernels
-from .tensor import Tensor, _make
+from .tensor import UNIT_SEED, Tensor, _make
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -110,22 +110,31 @@ def _labels(target, n: int, c: int, xp):
         raise RuntimeError(f"cross_entropy: logits are on '{'cpu' if xp is np else 'cuda'}' but target is on "
                            f"'{backend.device_of(t)}'")
     if n and xp is np:  # on a GPU the kernel checks the labels, with one read back instead of two
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= c:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"cross_entropy: target labels must be in [0, {c}), found {bad}")
+        if int(t.min()) < 0 or int(t.max()) >= c:
+            i = int(np.flatnonzero((t < 0) | (t >= c))[0])
+            raise ValueError(f"cross_entropy: target[{i}] = {t[i]} is not a class index in [0, {c})")
     if t.dtype != np.int64:
         t = t.astype(np.int64)
     return t
 
 
 def _seed(g, dtype, xp):
-    """A loss's incoming gradient g as a multiplier that keeps ``dtype``: on the CPU a
-    Python float (NumPy 2 promotion rules); on a GPU the device array itself, cast if
-    needed (reading it back would wait for the GPU)."""
+    """A loss's incoming gradient g as a multiplier that keeps ``dtype``, or None for a
+    seed of exactly one (nothing to multiply): on the CPU a Python float (NumPy 2
+    promotion rules); on a GPU the device array itself, cast if needed (reading it back
+    would wait for the GPU)."""
+    if g is UNIT_SEED:
+        return None
     if xp is np:
-        return float(g)
+        g = float(g)
+        return None if g == 1.0 else g
     return g if g.dtype == dtype else g.astype(dtype)
+
+
+def _loss_backward(backward):
+    """Mark a loss's backward closure as taking ``UNIT_SEED`` (see tensor.backward)."""
+    backward.takes_unit_seed = True
+    return backward
 
 
 def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
@@ -145,11 +154,17 @@ def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
         raise TypeError(f"cross_entropy: logits must be float32 or float64, got {Z.dtype}")
     xp = backend.get_array_module(Z)
     t = _labels(target, Z.shape[0], Z.shape[1], xp)
-    loss, grad = _kernels.for_array(Z).softmax_xent(Z, t, reduction)
+    try:
+        loss, grad = _kernels.for_array(Z).softmax_xent(Z, t, reduction)
+    except ValueError as e:   # a bad label found on the GPU: the CPU's words
+        if xp is np or not str(e).startswith("softmax_xent: target["):
+            raise
+        raise ValueError("cross_entropy: " + str(e).removeprefix("softmax_xent: ")) from None
 
+    @_loss_backward
     def backward(g):
-        g = _seed(g, grad.dtype, xp)
-        return (grad if xp is np and g == 1.0 else grad * g,)
+        s = _seed(g, grad.dtype, xp)
+        return (grad if s is None else grad * s,)
     return _make(loss, (logits,), backward, "cross_entropy")
 
 
@@ -171,7 +186,9 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 
     xp = backend.get_array_module(diff)
 
+    @_loss_backward
     def backward(g):
-        gi = diff * (_seed(g, diff.dtype, xp) * scale)
+        s = _seed(g, diff.dtype, xp)
+        gi = diff * (scale if s is None else s * scale)
         return (gi if input.requires_grad else None, -gi if target.requires_grad else None)
     return _make(xp.asarray(loss, dtype=diff.dtype), (input, target), backward, "mse_loss")

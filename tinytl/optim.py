@@ -134,62 +134,26 @@ class SGD:
                     p.grad[...] = 0
 
     def step(self):
-        """Update every trainable parameter that has a gradient, in place."""
-        state = self.state
+        """Update every trainable parameter that has a gradient, in place.
+
+        All or nothing: every gradient is checked against its parameter before anything
+        is written, and under ``detect_anomaly`` every new value is computed and checked
+        before any is committed, so a step that raises leaves parameters and optimizer
+        state as they were.
+        """
+        self._check_grads()
         anomaly = is_anomaly_enabled()
+        plan = [(g, self._plan(g)) for g in self.param_groups]
+        if anomaly:
+            self._checked_commit(plan)
+            return
         path = None                             # this step's store path, chosen at the first large parameter
-        for g in self.param_groups:
-            lr, mom, damp, wd, nest, l2sp = (g["lr"], g["momentum"], g["dampening"], g["weight_decay"],
-                                             g["nesterov"], g["l2sp"])
+        for g, (items, updates) in plan:
+            self._apply_state(updates)
+            lr, mom, damp, wd, nest = g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]
             on_gpu = {}                         # (dtype, first step) -> ([params], [grads], [bufs]): one launch each
-            for p in g["params"]:
-                if not p.requires_grad:                 # frozen: drop stale grad and momentum
-                    if p.grad is not None:
-                        p.grad = None
-                    st = state.get(id(p))
-                    if st is not None:
-                        st.pop("momentum_buffer", None)
-                    continue
-                grad = p.grad
-                if grad is None:
-                    continue
-                data = p.data
-                if grad.shape != data.shape or grad.dtype != data.dtype:
-                    raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
-                                     f"match its parameter ({data.shape}, {data.dtype})")
-                st = state.get(id(p))
-                if l2sp:
-                    anchor = _on_like(st["l2sp_anchor"], data)
-                    st["l2sp_anchor"] = anchor
-                    grad = (data - anchor) * l2sp + grad
-                buf, first = None, False
-                if mom != 0:
-                    if st is None:
-                        st = state[id(p)] = {}
-                    buf = st.get("momentum_buffer")
-                    freezes = getattr(p, "_freezes", 0)
-                    if st.get("freezes", 0) != freezes:    # frozen since the last step: start afresh
-                        buf = None
-                        st["freezes"] = freezes
-                    if buf is None:
-                        xp = backend.get_array_module(data)
-                        buf = st["momentum_buffer"] = xp.empty_like(data)
-                        first = True
-                    elif (buf.dtype != data.dtype or backend.is_cupy_array(buf) != backend.is_cupy_array(data)
-                          or (buf.strides != data.strides and (data.flags.c_contiguous or data.flags.f_contiguous))):
-                        buf = st["momentum_buffer"] = _on_like(buf, data)   # set by hand, or moved
-                K = _kernels.for_array(data)
-                if not data.flags.c_contiguous:
-                    if data.flags.f_contiguous:
-                        # a transposed weight (Linear's layout): the update is elementwise, so it
-                        # runs on the C-contiguous transposes (the kernels take C order only)
-                        data, grad = data.T, grad.T
-                        buf = None if buf is None else buf.T
-                    elif not backend.is_cupy_array(data):
-                        K = _kernels.reference      # a strided view set by hand: NumPy updates it in place
-                if anomaly:
-                    self._checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, p.shape)
-                elif backend.is_cupy_array(data):       # CUDA: the group's launch, below
+            for K, data, grad, buf, first in items:
+                if backend.is_cupy_array(data) and K is not _kernels.reference:   # the group's launch, below
                     batch = on_gpu.setdefault((data.dtype, first), ([], [], []))
                     batch[0].append(data)
                     batch[1].append(grad)
@@ -205,6 +169,83 @@ class SGD:
             for (_, first), (ps, gs, bs) in on_gpu.items():   # the group's GPU parameters, one launch
                 _kernels.cuda_kernels().sgd_step_many(ps, gs, bs if mom != 0 else None,
                                                       lr, mom, damp, wd, nest, first)
+
+    def _check_grads(self):
+        """Raise, naming the parameter, if a gradient does not fit it (set by hand)."""
+        for gi, g in enumerate(self.param_groups):
+            for k, p in enumerate(g["params"]):
+                grad = p.grad
+                if not p.requires_grad or grad is None:
+                    continue
+                data = p.data
+                if backend.is_cupy_array(grad) != backend.is_cupy_array(data):
+                    raise ValueError(f"SGD: the gradient of parameter {k} of group {gi} is on "
+                                     f"'{backend.device_of(grad)}' but the parameter is on '{backend.device_of(data)}'")
+                if grad.shape != data.shape or grad.dtype != data.dtype:
+                    raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
+                                     f"match its parameter ({data.shape}, {data.dtype}) (parameter {k} of group {gi})")
+
+    def _plan(self, g):
+        """What a step does to group ``g``, without doing it: the kernel calls
+        ``[(K, data, grad, buf, first)]`` (arrays as the kernels take them) and the state
+        updates ``[(param, {key: value or None to drop})]`` that go with them."""
+        state, mom, l2sp = self.state, g["momentum"], g["l2sp"]
+        items, updates = [], []
+        for p in g["params"]:
+            st = state.get(id(p))
+            if not p.requires_grad:                 # frozen: drop stale grad and momentum
+                if p.grad is not None or (st is not None and "momentum_buffer" in st):
+                    updates.append((p, {"momentum_buffer": None, "grad": None}))
+                continue
+            grad = p.grad
+            if grad is None:
+                continue
+            data, new = p.data, {}
+            if l2sp:
+                anchor = new["l2sp_anchor"] = _on_like(st["l2sp_anchor"], data)
+                grad = (data - anchor) * l2sp + grad
+            buf, first = None, False
+            if mom != 0:
+                st = st or {}
+                buf = st.get("momentum_buffer")
+                freezes = getattr(p, "_freezes", 0)
+                if st.get("freezes", 0) != freezes:    # frozen since the last step: start afresh
+                    buf = None
+                    new["freezes"] = freezes
+                if buf is None:
+                    buf = new["momentum_buffer"] = backend.get_array_module(data).empty_like(data)
+                    first = True
+                elif (buf.dtype != data.dtype or backend.is_cupy_array(buf) != backend.is_cupy_array(data)
+                      or (buf.strides != data.strides and (data.flags.c_contiguous or data.flags.f_contiguous))):
+                    buf = new["momentum_buffer"] = _on_like(buf, data)   # set by hand, or moved
+            if new:
+                updates.append((p, new))
+            K = _kernels.for_array(data)
+            if not data.flags.c_contiguous:
+                if data.flags.f_contiguous:
+                    # a transposed weight (Linear's layout): the update is elementwise, so it
+                    # runs on the C-contiguous transposes (the kernels take C order only)
+                    data, grad = data.T, grad.T
+                    buf = None if buf is None else buf.T
+                else:
+                    K = _kernels.reference      # a strided view set by hand: updated in place by array ops
+            items.append((K, data, grad, buf, first))
+        return items, updates
+
+    def _apply_state(self, updates):
+        """Commit the state updates of ``_plan`` (None drops an entry; "grad" is the parameter's)."""
+        for p, new in updates:
+            st = self.state.get(id(p))
+            for k, v in new.items():
+                if k == "grad":
+                    p.grad = v
+                elif v is None:
+                    if st is not None:
+                        st.pop(k, None)
+                else:
+                    if st is None:
+                        st = self.state[id(p)] = {}
+                    st[k] = v
 
     def _store_path(self) -> bool:
         """Plain (False) or streaming (True) stores for this step's large CPU parameters.
@@ -232,19 +273,27 @@ class SGD:
         s[4], s[5] = len(streamed) < len(plain), now
         return s[4]
 
-    @staticmethod
-    def _checked_step(K, data, grad, buf, lr, mom, damp, wd, nest, first, shape):
-        """The step on copies; committed only if every new value is finite (detect_anomaly)."""
-        xp = backend.get_array_module(data)
-        new_p = data.copy()
-        new_buf = None if buf is None else buf.copy()
-        K.sgd_step(new_p, grad, new_buf, lr, mom, damp, wd, nest, first)
-        if not bool(xp.isfinite(new_p).all()):
-            raise FloatingPointError("detect_anomaly: SGD.step would write a non-finite value into a "
-                                     f"parameter of shape {shape}; the parameter was left unchanged")
-        data[...] = new_p
-        if buf is not None:
-            buf[...] = new_buf
+    def _checked_commit(self, plan):
+        """detect_anomaly's step: every update computed on copies and checked, then committed."""
+        done = []
+        for g, (items, updates) in plan:
+            opts = (g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
+            for K, data, grad, buf, first in items:
+                xp = backend.get_array_module(data)
+                new_p = data.copy()
+                new_buf = None if buf is None else buf.copy()
+                K.sgd_step(new_p, grad, new_buf, *opts, first)
+                if not bool(xp.isfinite(new_p).all()):
+                    raise FloatingPointError(
+                        "detect_anomaly: SGD.step would write a non-finite value into a parameter of shape "
+                        f"{data.shape}; no parameter was changed")
+                done.append((data, new_p, buf, new_buf))
+        for g, (items, updates) in plan:
+            self._apply_state(updates)
+        for data, new_p, buf, new_buf in done:
+            data[...] = new_p
+            if buf is not None:
+                buf[...] = new_buf
 
     # --- resuming -----------------------------------------------------------
     def state_dict(self) -> dict:

@@ -246,7 +246,9 @@ class Tensor:
         """Compute the gradients of this tensor with respect to every leaf that requires one.
 
         Args:
-            grad: dL/d(self); may be omitted for a one-element tensor (taken as 1).
+            grad: dL/d(self), a Tensor, an array or a number, on any device (it is
+                copied to this tensor's); may be omitted for a one-element tensor
+                (taken as 1).
             retain_graph: keep the graph so backward can run through it again.
         """
         if not self.requires_grad:
@@ -256,13 +258,18 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward(): grad can be implicit only for a one-element tensor, "
                                    f"got shape {self.shape}")
-            xp = backend.get_array_module(self.data)
-            grad = xp.ones_like(self.data)
+            if getattr(self._backward, "takes_unit_seed", False):
+                grad = UNIT_SEED            # a loss: it needs no array of ones to multiply by
+            else:
+                grad = backend.get_array_module(self.data).ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
+            if not (isinstance(grad, np.ndarray) or backend.is_cupy_array(grad)):
+                grad = np.asarray(grad)     # a Python or NumPy number
             if tuple(grad.shape) != tuple(self.shape):
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected {self.shape}")
-            grad = grad.copy()              # the caller keeps theirs: no .grad may alias it
+            moved = backend.to_device(grad, self.device)
+            grad = moved if moved is not grad else grad.copy()   # the caller keeps theirs: no .grad may alias it
         if self._backward is None:          # a leaf: its gradient is the seed itself
             _accumulate_leaf(self, grad)
             return
@@ -312,6 +319,22 @@ class Tensor:
             for node in order:
                 node._backward = _freed_backward
                 node._parents = ()
+
+
+class _UnitSeed:
+    """The implicit seed of ``backward()`` on a loss: exactly one, never made into an array.
+
+    A backward closure marked ``takes_unit_seed = True`` (the losses in functional.py)
+    receives this object instead of ``ones_like(loss)`` when backward() is called without
+    a gradient, and returns its gradient unscaled: on a GPU that saves filling an array of
+    ones and a multiplication by it, two kernel launches per training step."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "UNIT_SEED"
+
+
+UNIT_SEED = _UnitSeed()
 
 
 def _freed_backward(g):
