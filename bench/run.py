@@ -570,6 +570,12 @@ def cuda_launches(entries, sync, profiler_ok):
     finally:
         G._kernel = orig
     counts["tinytl kernels"] = n[0]
+    # sgd_step_many's tables of pointers are cached by the addresses they hold: a miss costs
+    # host work and a copy to the GPU, so the hit rates under CuPy's memory pool (the
+    # gradients are new arrays each step) are worth seeing. Counted over the whole case.
+    for what, f in (("sgd table", G._sgd_table), ("grad pointers", G._pointers)):
+        info = f.cache_info()
+        counts[f"{what} cache hits"], counts[f"{what} cache misses"] = info.hits, info.misses
     if not profiler_ok:
         return counts
     try:

@@ -646,7 +646,7 @@ def installed(**kw):
     another; ``backend``'s state and ``cuda._source`` are restored on the way out."""
     from tinytl import backend
     from tinytl.kernels import cuda as G
-    caches = (G._module, G._kernel, G._max_blocks, G._sgd_table)
+    caches = (G._module, G._kernel, G._max_blocks, G._sgd_table, G._pointers)
     saved = backend._cupy, backend._cupy_error, G._source
     cp = make_cupy(**kw)
     backend._cupy, backend._cupy_error = cp, None

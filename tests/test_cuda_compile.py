@@ -121,10 +121,10 @@ def launches(monkeypatch):
     """Swap a fake cupy into tinytl.backend; yields the list of launches made."""
     made = []
     monkeypatch.setattr(backend, "_cupy", emucupy.make_cupy(made, run=False))
-    for f in (G._module, G._kernel, G._max_blocks, G._sgd_table):
+    for f in (G._module, G._kernel, G._max_blocks, G._sgd_table, G._pointers):
         f.cache_clear()
     yield made
-    for f in (G._module, G._kernel, G._max_blocks, G._sgd_table):
+    for f in (G._module, G._kernel, G._max_blocks, G._sgd_table, G._pointers):
         f.cache_clear()
 
 
@@ -190,12 +190,12 @@ def test_sgd_step_many_chunk_table(launches):
     """Each chunk names its tensor and first element; together they cover every element once."""
     sizes = (12, 0, 9000, 1, 4096)
     ptrs = tuple(range(1000, 1000 + 8 * len(sizes), 8))
-    table = G._sgd_table(0, ptrs, ptrs, (), sizes, 4096).get()
+    table = G._sgd_table(0, ptrs, (), sizes, 4096).get()
     k = len(sizes)
-    assert list(table[:k]) == list(ptrs) and list(table[2 * k:3 * k]) == [0] * k
-    assert list(table[3 * k:4 * k]) == list(sizes)
-    chunks = (table.size - 4 * k) // 2
-    tensor, start = table[4 * k:4 * k + chunks], table[4 * k + chunks:]
+    assert list(table[:k]) == list(ptrs) and list(table[k:2 * k]) == [0] * k   # no momentum: null buffers
+    assert list(table[2 * k:3 * k]) == list(sizes)
+    chunks = (table.size - 3 * k) // 2
+    tensor, start = table[3 * k:3 * k + chunks], table[3 * k + chunks:]
     covered = {(int(t), i) for t, s0 in zip(tensor, start) for i in range(s0, min(s0 + 4096, sizes[t]))}
     assert covered == {(t, i) for t, n in enumerate(sizes) for i in range(n)}
     assert len(covered) == sum(sizes)

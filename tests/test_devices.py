@@ -16,6 +16,7 @@ import pytest
 import emucupy
 import tinytl as tl
 from tinytl import backend, nn
+from tinytl.kernels import cuda as G
 from tinytl.testing import gradcheck
 
 
@@ -266,6 +267,9 @@ def test_a_training_step_launches_14_kernels_and_waits_for_the_gpu_once(device):
                          "sgd_step_many"], names
         assert emucupy.FakeArray.ops[ops:] == ["matmul", "matmul", "fill", "matmul", "matmul", "matmul"], k
         assert emucupy.FakeArray.reads - reads == 1, k
+        if k == 0:
+            tables = G._sgd_table.cache_info().misses
+    assert G._sgd_table.cache_info().misses == tables  # the parameters' table is made once: new gradients
 
 
 def _trained_one_step(device):

@@ -337,8 +337,10 @@ def sgd_step_many(params, grads, bufs, lr, momentum, dampening, weight_decay, ne
     The reference is the loop ``for p, g, b in zip(params, grads, bufs): sgd_step(p, g, b, ...)``
     (``bufs`` is None when momentum == 0). All arrays share one dtype; each one is checked as
     sgd_step checks it, under the name ``params[k]`` etc., before anything is written.
-    The pointers and a table of (tensor, start) chunks go to the GPU in one array, cached
-    while the same arrays come back (an optimizer's parameters do). Returns ``params``.
+    The pointers of params and bufs and a table of (tensor, start) chunks go to the GPU in
+    one array, cached while the same arrays come back (an optimizer's parameters do); the
+    gradients' pointers in a small one of their own, as they are new arrays every step.
+    Returns ``params``.
     """
     fn = "sgd_step_many"
     dev = _current_device()
@@ -373,28 +375,45 @@ def sgd_step_many(params, grads, bufs, lr, momentum, dampening, weight_decay, ne
 
     sizes = tuple(p.size for p in params)
     chunk = max(4096, 1 << (_cdiv(sum(sizes), 1 << 16) - 1).bit_length())  # at most ~65536 chunks
-    table = _sgd_table(dev, tuple(p.data.ptr for p in params), tuple(g.data.ptr for g in grads),
+    table = _sgd_table(dev, tuple(p.data.ptr for p in params),
                        tuple(b.data.ptr for b in bufs) if has_momentum else (), sizes, chunk)
+    g_ptrs = _pointers(dev, tuple(g.data.ptr for g in grads))
     k = len(params)
-    chunks = (table.size - 4 * k) // 2
+    chunks = (table.size - 3 * k) // 2
     if chunks:
         _typed("sgd", fn, params[0].dtype, dev)(
             (min(chunks, _max_blocks(dev)),), (_THREADS,),
-            (table[0:k], table[k:2 * k], table[2 * k:3 * k], table[3 * k:4 * k],
-             table[4 * k:4 * k + chunks], table[4 * k + chunks:], np.int64(chunks), np.int64(chunk),
+            (table[0:k], g_ptrs, table[k:2 * k], table[2 * k:3 * k],
+             table[3 * k:3 * k + chunks], table[3 * k + chunks:], np.int64(chunks), np.int64(chunk),
              *_sgd_scalars(params[0].dtype, lr, momentum, dampening, weight_decay, nesterov, first_step)))
     return params
 
 
+# The tables sgd_step_many reads live on the GPU; making one costs host work and a copy
+# to the device, so they are cached by the addresses they hold. The parameters and
+# momentum buffers of an optimizer stay where they are from step to step (one table for
+# the run); the gradients are new arrays each step, at addresses CuPy's memory pool
+# often gives again, so theirs is a separate, small table.
+
 @functools.lru_cache(maxsize=16)
-def _sgd_table(device, p_ptrs, g_ptrs, b_ptrs, sizes, chunk):
-    """One int64 array on ``device``: the pointers of params, grads and bufs (zeros without
+def _sgd_table(device, p_ptrs, b_ptrs, sizes, chunk):
+    """One int64 array on ``device``: the pointers of params and bufs (zeros without
     momentum), the sizes, then for each chunk its tensor and its first element."""
-    cp = backend.cupy_if_loaded()
     k = len(sizes)
     counts = -(-np.asarray(sizes, np.int64) // chunk)
     tensor = np.repeat(np.arange(k, dtype=np.int64), counts)
     start = (np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)) * chunk
-    ptrs = np.array(p_ptrs + g_ptrs + (b_ptrs or (0,) * k), np.uint64).view(np.int64)
+    ptrs = np.array(p_ptrs + (b_ptrs or (0,) * k), np.uint64).view(np.int64)
+    return _on(device, np.concatenate([ptrs, np.asarray(sizes, np.int64), tensor, start]))
+
+
+@functools.lru_cache(maxsize=64)
+def _pointers(device, ptrs):
+    """The addresses ``ptrs`` as an int64 array on ``device``."""
+    return _on(device, np.array(ptrs, np.uint64).view(np.int64))
+
+
+def _on(device, a):
+    cp = backend.cupy_if_loaded()
     with cp.cuda.Device(device):
-        return cp.asarray(np.concatenate([ptrs, np.asarray(sizes, np.int64), tensor, start]))
+        return cp.asarray(a)
