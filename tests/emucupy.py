@@ -116,10 +116,12 @@ class FakeArray:
     def __array_ufunc__(self, ufunc, method, *inputs, **kw):
         if not all(isinstance(x, (FakeArray,) + _SCALARS) for x in inputs + tuple(kw.get("out", ()))):
             return NotImplemented  # NumPy then raises TypeError, as CuPy does for a NumPy array
+        if method == "at":
+            return _Ufunc(ufunc).at(*inputs)
         out = kw.get("out")
         _op(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         r = getattr(ufunc, method)(*_unwrap(inputs), **_unwrap(kw))
-        return out[0] if out and len(out) == 1 else out if out else _wrap(r)
+        return out[0] if out and len(out) == 1 else out if out else _wrap(r, c_order=True)
 
     def __array_function__(self, func, types, args, kwargs):
         if not all(issubclass(t, FakeArray) for t in types):
@@ -181,15 +183,17 @@ class FakeArray:
     def __getitem__(self, key):
         key = _index(key)
         r = self._a[key]
-        if not np.shares_memory(r, self._a):
-            _op("take")  # advanced indexing gathers with a kernel; basic indexing gives a view
         if isinstance(r, np.generic):  # CuPy gives a 0-d view of that element, not a copy
             r = self._a[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]
+        elif not np.shares_memory(r, self._a):
+            _op("take")  # advanced indexing gathers with a kernel; basic indexing gives a view
         return _wrap(r)
 
     def __setitem__(self, key, value):
-        if isinstance(value, np.ndarray) and value.ndim:
-            # CuPy hands a value that is not a cupy.ndarray to fill(), which takes scalars only
+        if isinstance(value, np.ndarray) and value.ndim and not any(
+                isinstance(k, (np.ndarray, FakeArray, list)) for k in (key if isinstance(key, tuple) else (key,))):
+            # with basic indexing CuPy hands a value that is not a cupy.ndarray to fill(),
+            # which takes scalars only (with an index array, it copies the value over)
             raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
         _op("setitem")
         self._a[_index(key)] = value._a if isinstance(value, FakeArray) else value
@@ -245,13 +249,13 @@ def _binary(ufunc):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented  # a NumPy array: it refuses us in turn; a Tensor: its __radd__
         _op(ufunc.__name__)
-        return _wrap(np.asarray(ufunc(self._a, _unwrap(other))))
+        return _wrap(np.asarray(ufunc(self._a, _unwrap(other))), c_order=True)
 
     def reflected(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented
         _op(ufunc.__name__)
-        return _wrap(np.asarray(ufunc(_unwrap(other), self._a)))
+        return _wrap(np.asarray(ufunc(_unwrap(other), self._a)), c_order=True)
 
     def inplace(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
@@ -274,13 +278,14 @@ for _name, _ufunc in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), (
                       ("gt", np.greater), ("ge", np.greater_equal)]:
     setattr(FakeArray, f"__{_name}__", _binary(_ufunc)[0])
 for _name, _ufunc in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolute), ("invert", np.invert)]:
-    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: (_op(_u.__name__), _wrap(np.asarray(_u(self._a))))[1])
+    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: (_op(_u.__name__), _wrap(np.asarray(_u(self._a)), c_order=True))[1])
 
 
 # What does not launch anything on a GPU: views, and reads back (counted in reads).
 _NO_KERNEL = frozenset("""
     reshape view transpose swapaxes squeeze diagonal broadcast_to expand_dims moveaxis atleast_1d atleast_2d
-    item tolist tobytes shape ndim size result_type can_cast iscomplexobj isrealobj""".split())
+    item tolist tobytes shape ndim size result_type can_cast iscomplexobj isrealobj may_share_memory
+    shares_memory""".split())
 
 
 def _op(name, a=None, args=(), kw=None):
@@ -311,16 +316,18 @@ def _unwrap(x):
     return x
 
 
-def _wrap(r):
+def _wrap(r, c_order=False):
     """NumPy results to FakeArrays; NumPy scalars to 0-d FakeArrays (CuPy returns arrays).
 
     An array that owns its memory (a new result) is copied between guards, as ``empty``
-    makes arrays; a view stays a view of its base (which was guarded when it was made)."""
+    makes arrays; a view stays a view of its base (which was guarded when it was made).
+    ``c_order``: the result of an elementwise kernel, which CuPy always makes C-ordered
+    (NumPy keeps the inputs' F order)."""
     if isinstance(r, np.generic):
         r = np.asarray(r)
     if isinstance(r, np.ndarray):
         if r.base is None and r.dtype.kind in "biufc":
-            out = empty(r.shape, r.dtype, order="F" if _f_only(r) else "C")
+            out = empty(r.shape, r.dtype, order="F" if _f_only(r) and not c_order else "C")
             out._a[...] = r
             return out
         return FakeArray(r)
@@ -537,6 +544,14 @@ class _Module(types.ModuleType):
         return lambda *args, **kw: (_op(name), _wrap(attr(*_unwrap(args), **_unwrap(kw))))[1]
 
 
+# The ufunc.at CuPy has (scatter kernels built on CUDA atomics) and the dtypes each takes.
+_I32_64 = ("int32", "int64", "uint32", "uint64")
+_SCATTER = {"add": ("int32", "float16", "float32", "float64", "uint32", "uint64"),
+            "subtract": ("int32", "uint32"), "maximum": ("int32", "float32", "float64", "uint32", "uint64"),
+            "minimum": ("int32", "float32", "float64", "uint32", "uint64"),
+            "bitwise_and": _I32_64, "bitwise_or": _I32_64, "bitwise_xor": _I32_64}
+
+
 class _Ufunc:
     """cupy.ufunc: a call and the methods (``at``, ``reduce``, ...), on FakeArrays."""
 
@@ -546,11 +561,16 @@ class _Ufunc:
 
     def __call__(self, *args, **kw):
         _op(self.__name__)
-        return _wrap(self._u(*_unwrap(args), **_unwrap(kw)))
+        return _wrap(self._u(*_unwrap(args), **_unwrap(kw)), c_order="out" not in kw)
 
     def at(self, a, indices, b=None):
         if not isinstance(a, FakeArray):
             raise TypeError(f"{self.__name__}.at: a must be a cupy.ndarray, got {type(a)}")
+        kinds = _SCATTER.get(self.__name__)
+        if kinds is None:
+            raise NotImplementedError(f"cupy.{self.__name__}.at is not supported (CuPy's scatter kernels)")
+        if a.dtype.name not in kinds:
+            raise TypeError(f"cupy.{self.__name__}.at only supports {', '.join(kinds)} as data type")
         args = (_unwrap(a), _index(indices)) + (() if b is None else (_unwrap(b),))
         _op(f"{self.__name__}.at")
         self._u.at(*args)  # in place, like CuPy's scatter kernels
@@ -649,6 +669,7 @@ def installed(**kw):
     caches = (G._module, G._kernel, G._max_blocks, G._sgd_table, G._pointers)
     saved = backend._cupy, backend._cupy_error, G._source
     cp = make_cupy(**kw)
+    FakeArray.ops.clear()
     backend._cupy, backend._cupy_error = cp, None
     for f in caches:
         f.cache_clear()

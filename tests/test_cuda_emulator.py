@@ -222,15 +222,38 @@ def test_arrays_keep_cupys_layout_rules():
     assert cp.asarray(g) is g
 
 
+def test_elementwise_results_are_c_ordered_as_cupy_makes_them():
+    cp = emucupy.make_cupy(run=False)
+    g = cp.asarray(np.asfortranarray(np.ones((3, 4))))
+    for r in (g + 1, g * g, -g, cp.maximum(g, 0), np.exp(g)):
+        assert r.flags.c_contiguous and not r.flags.f_contiguous
+    assert g.astype(np.float32).flags.f_contiguous and g.T.flags.c_contiguous   # astype keeps 'K'; .T is a view
+
+
 def test_arrays_refuse_a_numpy_value_and_scatter_add():
     cp = emucupy.make_cupy(run=False)
     a = cp.zeros(5)
     with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
         a[:] = np.ones(5)
-    a[...] = np.float64(2)   # a NumPy scalar is a scalar
+    a[np.array([0, 4])] = np.array([2.0, 2.0])   # with an index array, CuPy copies the value over
+    a[1:4] = np.float64(2)                        # a NumPy scalar is a scalar
     cp.add.at(a, np.array([1, 1, 3]), 1.0)
     np.testing.assert_array_equal(a.get(), [2, 4, 2, 3, 2])
     np.testing.assert_array_equal(cp.add.reduce(cp.ones((2, 3)), axis=0).get(), [2, 2, 2])
+    with pytest.raises(TypeError, match="add.at only supports"):
+        cp.add.at(cp.zeros(3, np.int64), np.array([0]), 1)
+    with pytest.raises(NotImplementedError):
+        cp.multiply.at(a, np.array([0]), 2.0)
+
+
+def test_views_and_reads_count_no_device_work():
+    cp = emucupy.make_cupy(run=False)
+    a = cp.ones((4, 3))
+    n = len(emucupy.FakeArray.ops)
+    a[0], a[1, 2], a[1:], a.T, a.reshape(12)
+    assert emucupy.FakeArray.ops[n:] == []
+    a[np.array([0, 2])], a + 1, a.sum()
+    assert emucupy.FakeArray.ops[n:] == ["take", "add", "sum"]
 
 
 def test_a_write_past_the_result_of_an_array_operation_is_caught():

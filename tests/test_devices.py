@@ -173,6 +173,14 @@ def test_backward_takes_a_seed_from_anywhere(device, seed):
     np.testing.assert_allclose(grads[False], grads[True], rtol=1e-6)
 
 
+def test_a_seed_takes_the_dtype_of_the_output(device):
+    """A float64 number as the seed of a float32 graph whose root is not a loss (as torch)."""
+    model = mlp(device, np.float32)
+    x = on(device, np.random.default_rng(11).standard_normal((5, 6)).astype(np.float32))
+    model(x).relu().sum().backward(2.0)
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
 def test_losses_take_the_implicit_seed_without_an_array_of_ones(device, monkeypatch):
     """loss.backward() hands the losses tensor.UNIT_SEED: no ones_like and no product by
     it (two kernel launches per step on a GPU), and the same bits as a seed of 1."""
@@ -334,6 +342,43 @@ def test_a_refused_first_step_leaves_no_momentum_buffer(device):
     p.grad = on(device, np.full(3, 0.5)).data
     opt.step()
     np.testing.assert_array_equal(backend.to_numpy(p.data), 0.5)   # 1 - 1.0 * 0.5: buf = grad
+
+
+def test_what_the_update_kernels_would_refuse_is_refused_before_any_write(device):
+    """A gradient partly over its parameter's memory, or a read-only parameter (NumPy),
+    found before the first parameter is written, and no momentum buffer kept."""
+    base = on(device, np.ones(12)).data
+    a, b = nn.Parameter(on(device, np.ones(4)).data), nn.Parameter(base[:8])
+    opt = tl.optim.SGD([a, b], lr=0.1, momentum=0.9)
+    a.grad, b.grad = on(device, np.ones(4)).data, base[2:10]
+    with pytest.raises(ValueError, match="gradient of parameter 1 of group 0 overlaps"):
+        opt.step()
+    if device == "cpu":
+        b.data, b.grad = np.ones(8), np.ones(8)
+        b.data.flags.writeable = False
+        with pytest.raises(ValueError, match="parameter 1 of group 0 is a read-only array"):
+            opt.step()
+    np.testing.assert_array_equal(backend.to_numpy(a.data), 1.0)
+    assert not opt.state
+    b.data = on(device, np.ones(8)).data
+    b.grad = b.data                                       # the gradient may be the parameter itself
+    opt.step()
+    np.testing.assert_allclose(backend.to_numpy(b.data), 0.9)
+
+
+def test_load_state_dict_copies_what_it_is_given(device):
+    """Two optimizers loaded from one state dict must not share a momentum buffer."""
+    p, q = (nn.Parameter(on(device, np.ones(3)).data) for _ in range(2))
+    saved = {"state": {0: {"momentum_buffer": on(device, np.full(3, 0.5)).data}},
+             "param_groups": [{"lr": 0.1, "momentum": 0.9, "params": [0]}]}
+    opts = [tl.optim.SGD([t], lr=0.1, momentum=0.9) for t in (p, q)]
+    for o in opts:
+        o.load_state_dict(saved)
+    bufs = [o.state[id(t)]["momentum_buffer"] for o, t in zip(opts, (p, q))]
+    assert bufs[0] is not bufs[1] and bufs[0] is not saved["state"][0]["momentum_buffer"]
+    p.grad = on(device, np.ones(3)).data
+    opts[0].step()
+    np.testing.assert_array_equal(backend.to_numpy(bufs[1]), 0.5)
 
 
 def test_one_optimizer_over_two_devices_is_all_or_nothing(device):

@@ -136,10 +136,11 @@ class SGD:
     def step(self):
         """Update every trainable parameter that has a gradient, in place.
 
-        All or nothing: every gradient is checked against its parameter before anything
-        is written, and under ``detect_anomaly`` every new value is computed and checked
-        before any is committed, so a step that raises leaves parameters and optimizer
-        state as they were.
+        All or nothing: every gradient is checked against its parameter (device, shape,
+        dtype, memory) before anything is written, so the kernels' own checks cannot fail
+        half-way; under ``detect_anomaly`` every new value is computed and checked before
+        any is committed. A step that raises leaves parameters and optimizer state as
+        they were.
         """
         self._check_grads()
         anomaly = is_anomaly_enabled()
@@ -149,7 +150,6 @@ class SGD:
             return
         path = None                             # this step's store path, chosen at the first large parameter
         for g, (items, updates) in plan:
-            self._apply_state(updates)
             lr, mom, damp, wd, nest = g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]
             on_gpu = {}                         # (dtype, first step) -> ([params], [grads], [bufs]): one launch each
             for K, data, grad, buf, first in items:
@@ -169,33 +169,40 @@ class SGD:
             for (_, first), (ps, gs, bs) in on_gpu.items():   # the group's GPU parameters, one launch
                 _kernels.cuda_kernels().sgd_step_many(ps, gs, bs if mom != 0 else None,
                                                       lr, mom, damp, wd, nest, first)
+            self._apply_state(updates)          # new momentum buffers are kept once written
 
     def _check_grads(self):
-        """Raise, naming the parameter, if a gradient does not fit it (set by hand)."""
+        """Raise, naming the parameter, if a gradient does not fit it (set by hand), or the
+        parameter cannot be written: what the update kernels would refuse, checked first."""
         for gi, g in enumerate(self.param_groups):
             for k, p in enumerate(g["params"]):
                 grad = p.grad
                 if not p.requires_grad or grad is None:
                     continue
-                data = p.data
+                data, which = p.data, f"parameter {k} of group {gi}"
                 if backend.is_cupy_array(grad) != backend.is_cupy_array(data):
-                    raise ValueError(f"SGD: the gradient of parameter {k} of group {gi} is on "
-                                     f"'{backend.device_of(grad)}' but the parameter is on '{backend.device_of(data)}'")
+                    raise ValueError(f"SGD: the gradient of {which} is on '{backend.device_of(grad)}' but the "
+                                     f"parameter is on '{backend.device_of(data)}'")
                 if grad.shape != data.shape or grad.dtype != data.dtype:
                     raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
-                                     f"match its parameter ({data.shape}, {data.dtype}) (parameter {k} of group {gi})")
+                                     f"match its parameter ({data.shape}, {data.dtype}) ({which})")
+                if not getattr(data.flags, "writeable", True):
+                    raise ValueError(f"SGD: {which} is a read-only array")
+                if backend.get_array_module(data).may_share_memory(grad, data) and not _same_memory(grad, data):
+                    raise ValueError(f"SGD: the gradient of {which} overlaps the parameter's memory without being "
+                                     "the same array")
 
     def _plan(self, g):
         """What a step does to group ``g``, without doing it: the kernel calls
-        ``[(K, data, grad, buf, first)]`` (arrays as the kernels take them) and the state
-        updates ``[(param, {key: value or None to drop})]`` that go with them."""
+        ``[(K, data, grad, buf, first)]`` (arrays as the kernels take them) and the updates
+        that go with them, ``[(param, {state key: value, or None to drop it}, drop_grad)]``."""
         state, mom, l2sp = self.state, g["momentum"], g["l2sp"]
         items, updates = [], []
         for p in g["params"]:
             st = state.get(id(p))
             if not p.requires_grad:                 # frozen: drop stale grad and momentum
                 if p.grad is not None or (st is not None and "momentum_buffer" in st):
-                    updates.append((p, {"momentum_buffer": None, "grad": None}))
+                    updates.append((p, {"momentum_buffer": None}, True))
                 continue
             grad = p.grad
             if grad is None:
@@ -219,7 +226,7 @@ class SGD:
                       or (buf.strides != data.strides and (data.flags.c_contiguous or data.flags.f_contiguous))):
                     buf = new["momentum_buffer"] = _on_like(buf, data)   # set by hand, or moved
             if new:
-                updates.append((p, new))
+                updates.append((p, new, False))
             K = _kernels.for_array(data)
             if not data.flags.c_contiguous:
                 if data.flags.f_contiguous:
@@ -233,13 +240,13 @@ class SGD:
         return items, updates
 
     def _apply_state(self, updates):
-        """Commit the state updates of ``_plan`` (None drops an entry; "grad" is the parameter's)."""
-        for p, new in updates:
+        """Commit the updates of ``_plan``: state entries set or dropped, stale gradients dropped."""
+        for p, new, drop_grad in updates:
+            if drop_grad:
+                p.grad = None
             st = self.state.get(id(p))
             for k, v in new.items():
-                if k == "grad":
-                    p.grad = v
-                elif v is None:
+                if v is None:
                     if st is not None:
                         st.pop(k, None)
                 else:
@@ -337,7 +344,8 @@ class SGD:
                 if k not in ("momentum_buffer", "l2sp_anchor") or tuple(v.shape) != tuple(p.shape):
                     raise ValueError(f"SGD.load_state_dict: bad state entry {k!r} of shape {tuple(v.shape)} "
                                      f"for a parameter of shape {p.shape}")
-                new_state[id(p)][k] = _on_like(v, p.data)
+                moved = _on_like(v, p.data)
+                new_state[id(p)][k] = moved.copy() if moved is v else moved   # never the caller's array
             # a loaded momentum buffer is current: freezes before now must not reset it
             new_state[id(p)]["freezes"] = getattr(p, "_freezes", 0)
         new_groups = []
@@ -354,6 +362,12 @@ class SGD:
             opts = ", ".join(f"{k}={g[k]}" for k in _SGD_DEFAULTS)
             lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
         return "\n".join(lines) + "\n)"
+
+
+def _same_memory(a, b) -> bool:
+    """True when arrays ``a`` and ``b`` are the same elements of the same memory (on either device)."""
+    ptr = (lambda x: x.data.ptr) if backend.is_cupy_array(a) else (lambda x: x.__array_interface__["data"][0])
+    return ptr(a) == ptr(b) and a.shape == b.shape and a.strides == b.strides
 
 
 def _on_like(a, like):

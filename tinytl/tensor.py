@@ -247,8 +247,8 @@ class Tensor:
 
         Args:
             grad: dL/d(self), a Tensor, an array or a number, on any device (it is
-                copied to this tensor's); may be omitted for a one-element tensor
-                (taken as 1).
+                copied to this tensor's device and dtype); may be omitted for a
+                one-element tensor (taken as 1).
             retain_graph: keep the graph so backward can run through it again.
         """
         if not self.requires_grad:
@@ -270,6 +270,7 @@ class Tensor:
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected {self.shape}")
             moved = backend.to_device(grad, self.device)
             grad = moved if moved is not grad else grad.copy()   # the caller keeps theirs: no .grad may alias it
+            grad = grad.astype(self.dtype, copy=False)          # as torch: the seed takes the output's dtype
         if self._backward is None:          # a leaf: its gradient is the seed itself
             _accumulate_leaf(self, grad)
             return
