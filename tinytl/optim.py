@@ -142,9 +142,8 @@ class SGD:
         any is committed. A step that raises leaves parameters and optimizer state as
         they were.
         """
-        self._check_grads()
         anomaly = is_anomaly_enabled()
-        plan = [(g, self._plan(g)) for g in self.param_groups]
+        plan = [(g, self._plan(gi, g)) for gi, g in enumerate(self.param_groups)]   # checks, writes nothing
         if anomaly:
             self._checked_commit(plan)
             return
@@ -171,34 +170,16 @@ class SGD:
                                                       lr, mom, damp, wd, nest, first)
             self._apply_state(updates)          # new momentum buffers are kept once written
 
-    def _check_grads(self):
-        """Raise, naming the parameter, if a gradient does not fit it (set by hand), or the
-        parameter cannot be written: what the update kernels would refuse, checked first."""
-        for gi, g in enumerate(self.param_groups):
-            for k, p in enumerate(g["params"]):
-                grad = p.grad
-                if not p.requires_grad or grad is None:
-                    continue
-                data, which = p.data, f"parameter {k} of group {gi}"
-                if backend.is_cupy_array(grad) != backend.is_cupy_array(data):
-                    raise ValueError(f"SGD: the gradient of {which} is on '{backend.device_of(grad)}' but the "
-                                     f"parameter is on '{backend.device_of(data)}'")
-                if grad.shape != data.shape or grad.dtype != data.dtype:
-                    raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
-                                     f"match its parameter ({data.shape}, {data.dtype}) ({which})")
-                if not getattr(data.flags, "writeable", True):
-                    raise ValueError(f"SGD: {which} is a read-only array")
-                if backend.get_array_module(data).may_share_memory(grad, data) and not _same_memory(grad, data):
-                    raise ValueError(f"SGD: the gradient of {which} overlaps the parameter's memory without being "
-                                     "the same array")
-
-    def _plan(self, g):
-        """What a step does to group ``g``, without doing it: the kernel calls
+    def _plan(self, gi, g):
+        """What a step does to group ``g`` (number ``gi``), without doing it: the kernel calls
         ``[(K, data, grad, buf, first)]`` (arrays as the kernels take them) and the updates
-        that go with them, ``[(param, {state key: value, or None to drop it}, drop_grad)]``."""
+        that go with them, ``[(param, {state key: value, or None to drop it}, drop_grad)]``.
+
+        Raises, naming the parameter, if a gradient does not fit it (set by hand) or the
+        parameter cannot be written: what the update kernels would refuse, found first."""
         state, mom, l2sp = self.state, g["momentum"], g["l2sp"]
         items, updates = [], []
-        for p in g["params"]:
+        for k, p in enumerate(g["params"]):
             st = state.get(id(p))
             if not p.requires_grad:                 # frozen: drop stale grad and momentum
                 if p.grad is not None or (st is not None and "momentum_buffer" in st):
@@ -208,6 +189,7 @@ class SGD:
             if grad is None:
                 continue
             data, new = p.data, {}
+            _check_grad(grad, data, f"parameter {k} of group {gi}")
             if l2sp:
                 anchor = new["l2sp_anchor"] = _on_like(st["l2sp_anchor"], data)
                 grad = (data - anchor) * l2sp + grad
@@ -362,6 +344,20 @@ class SGD:
             opts = ", ".join(f"{k}={g[k]}" for k in _SGD_DEFAULTS)
             lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
         return "\n".join(lines) + "\n)"
+
+
+def _check_grad(grad, data, which):
+    if backend.is_cupy_array(grad) != backend.is_cupy_array(data):
+        raise ValueError(f"SGD: the gradient of {which} is on '{backend.device_of(grad)}' but the "
+                         f"parameter is on '{backend.device_of(data)}'")
+    if grad.shape != data.shape or grad.dtype != data.dtype:
+        raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
+                         f"match its parameter ({data.shape}, {data.dtype}) ({which})")
+    if not getattr(data.flags, "writeable", True):
+        raise ValueError(f"SGD: {which} is a read-only array")
+    if backend.get_array_module(data).may_share_memory(grad, data) and not _same_memory(grad, data):
+        raise ValueError(f"SGD: the gradient of {which} overlaps the parameter's memory without being "
+                         "the same array")
 
 
 def _same_memory(a, b) -> bool:

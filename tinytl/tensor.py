@@ -268,9 +268,10 @@ class Tensor:
                 grad = np.asarray(grad)     # a Python or NumPy number
             if tuple(grad.shape) != tuple(self.shape):
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)}, expected {self.shape}")
+            # on this tensor's device and in its dtype (as torch), and never the caller's
+            # array (no .grad may alias it): a copy, unless the move made one already
             moved = backend.to_device(grad, self.device)
-            grad = moved if moved is not grad else grad.copy()   # the caller keeps theirs: no .grad may alias it
-            grad = grad.astype(self.dtype, copy=False)          # as torch: the seed takes the output's dtype
+            grad = moved.astype(self.dtype, copy=moved is grad)
         if self._backward is None:          # a leaf: its gradient is the seed itself
             _accumulate_leaf(self, grad)
             return
