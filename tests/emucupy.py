@@ -244,18 +244,26 @@ _CUPY_ATTRS = frozenset("""
     view""".split())
 
 
+def _device_call(name, fn, c_order=False):
+    """``fn`` (a NumPy function) taking and giving FakeArrays, recorded as device work ``name``."""
+    def call(*args, **kw):
+        _op(name)
+        return _wrap(fn(*_unwrap(args), **_unwrap(kw)), c_order=c_order)
+    return call
+
+
 def _binary(ufunc):
+    call = _device_call(ufunc.__name__, ufunc, c_order=True)
+
     def forward(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented  # a NumPy array: it refuses us in turn; a Tensor: its __radd__
-        _op(ufunc.__name__)
-        return _wrap(np.asarray(ufunc(self._a, _unwrap(other))), c_order=True)
+        return call(self, other)
 
     def reflected(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
             return NotImplemented
-        _op(ufunc.__name__)
-        return _wrap(np.asarray(ufunc(_unwrap(other), self._a)), c_order=True)
+        return call(other, self)
 
     def inplace(self, other):
         if not isinstance(other, (FakeArray,) + _SCALARS):
@@ -278,7 +286,7 @@ for _name, _ufunc in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), (
                       ("gt", np.greater), ("ge", np.greater_equal)]:
     setattr(FakeArray, f"__{_name}__", _binary(_ufunc)[0])
 for _name, _ufunc in [("neg", np.negative), ("pos", np.positive), ("abs", np.absolute), ("invert", np.invert)]:
-    setattr(FakeArray, f"__{_name}__", lambda self, _u=_ufunc: (_op(_u.__name__), _wrap(np.asarray(_u(self._a)), c_order=True))[1])
+    setattr(FakeArray, f"__{_name}__", _device_call(_ufunc.__name__, _ufunc, c_order=True))
 
 
 # What does not launch anything on a GPU: views, and reads back (counted in reads).
@@ -541,7 +549,7 @@ class _Module(types.ModuleType):
             return attr  # dtypes (cp.float32 is numpy.float32), constants
         if isinstance(attr, np.ufunc):
             return _Ufunc(attr)
-        return lambda *args, **kw: (_op(name), _wrap(attr(*_unwrap(args), **_unwrap(kw))))[1]
+        return _device_call(name, attr)
 
 
 # The ufunc.at CuPy has (scatter kernels built on CUDA atomics) and the dtypes each takes.
@@ -576,8 +584,7 @@ class _Ufunc:
         self._u.at(*args)  # in place, like CuPy's scatter kernels
 
     def __getattr__(self, name):  # reduce, accumulate, outer, reduceat
-        method = getattr(self._u, name)
-        return lambda *args, **kw: (_op(f"{self.__name__}.{name}"), _wrap(method(*_unwrap(args), **_unwrap(kw))))[1]
+        return _device_call(f"{self.__name__}.{name}", getattr(self._u, name))
 
 
 def make_cupy(launches=None, run=True, defines=()):
