@@ -7,8 +7,9 @@ into one gradient per parent (None where a parent needs none). Nothing is
 recorded when no parent requires a gradient or inside ``no_grad()``, so a
 frozen part of a network builds no graph and costs nothing in backward.
 
-``Tensor.backward`` sorts the graph topologically (iteratively: deep graphs
-must not hit Python's recursion limit), then walks it in reverse, summing the
+``Tensor.backward`` sorts the graph topologically (a depth-first post-order,
+iteratively: deep graphs must not hit Python's recursion limit), then walks it
+in reverse, summing the
 gradients of tensors used more than once. Leaf tensors that require a gradient
 receive it in ``.grad``.
 
@@ -276,17 +277,24 @@ class Tensor:
             _accumulate_leaf(self, grad)
             return
 
-        # 1. topological order of the interior nodes, without recursion
-        order, seen, stack = [], {id(self)}, [(self, False)]
+        # 1. topological order of the interior nodes: the post-order of a depth-first
+        # search, without recursion. A node is appended only once all its parents are
+        # (its "finished" entry comes off the stack after theirs), and is expanded once.
+        # Marking nodes when they are *pushed* instead would be wrong: in h + l2(h), h is
+        # pushed by the add and reached again through l2, and would be placed before l2,
+        # so the reverse walk would use h's gradient before l2's part of it had arrived.
+        order, expanded, stack = [], set(), [(self, False)]
         while stack:
-            node, expanded = stack.pop()
-            if expanded:
+            node, finished = stack.pop()
+            if finished:
                 order.append(node)
                 continue
+            if id(node) in expanded:
+                continue
+            expanded.add(id(node))
             stack.append((node, True))
             for p in node._parents:
-                if p._backward is not None and id(p) not in seen:
-                    seen.add(id(p))
+                if p._backward is not None and id(p) not in expanded:
                     stack.append((p, False))
 
         # 2. reverse walk: each node turns its gradient into its parents' gradients.
