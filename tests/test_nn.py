@@ -281,3 +281,36 @@ def test_linear_weight_is_stored_transposed_and_either_layout_trains_the_same():
     opt2.load_state_dict(opts[0].state_dict())
     assert opt2.state[id(a[0].weight)]["momentum_buffer"].flags.f_contiguous
     np.testing.assert_array_equal(opt2.state[id(a[0].weight)]["momentum_buffer"], buf)
+
+
+# ---------------------------------------------------------------- hooks ----
+
+def test_forward_hooks_see_and_may_replace_inputs_and_outputs():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = tl.tensor(np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32))
+    plain = model(x).numpy()
+    seen = []
+    h1 = model[0].register_forward_hook(lambda m, args, out: seen.append(("0", args[0].shape, out.shape)))
+    h2 = model[1].register_forward_hook(lambda m, args, out: seen.append(("1", out.numpy().min())))
+    out = model(x).numpy()
+    # the hooks run on both layers, so Sequential does not fuse Linear and ReLU, and the result is the same
+    assert seen[0] == ("0", (5, 3), (5, 4)) and seen[1][0] == "1" and seen[1][1] >= 0 and len(seen) == 2
+    np.testing.assert_allclose(out, plain, rtol=1e-6)
+    h1.remove()
+    h2.remove()
+    seen.clear()
+    model(x)
+    assert seen == []
+    with model[2].register_forward_hook(lambda m, args, out: out * 0):
+        assert np.all(model(x).numpy() == 0)        # a hook's return value replaces the output
+    np.testing.assert_allclose(model(x).numpy(), plain, rtol=1e-6)   # removed on leaving the block
+    pre = model.register_forward_pre_hook(lambda m, args: args[0] * 0)
+    np.testing.assert_allclose(model(x).numpy(), model[2](model[1](model[0](x * 0))).numpy(), rtol=1e-6)
+    pre.remove()
+    order = []
+    model.register_forward_hook(lambda m, a, o: order.append("late"))
+    model.register_forward_hook(lambda m, a, o: order.append("early"), prepend=True)
+    model(x)
+    assert order == ["early", "late"]
+    with pytest.raises(TypeError, match="register_forward_hook: hook must be callable"):
+        model.register_forward_hook(3)

@@ -137,7 +137,8 @@ class Sequential(Module):
         i, n = 0, len(layers)
         while i < n:
             layer = layers[i]
-            if type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU:
+            if (type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU
+                    and not (layer._has_hooks() or layers[i + 1]._has_hooks())):   # hooks see both layers
                 x = layer(x, relu=True)               # Linear + ReLU fused into one kernel
                 i += 2
             else:

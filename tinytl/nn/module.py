@@ -77,6 +77,38 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``handle.remove()`` (or leaving a
+    ``with handle:`` block) takes the hook off again, as in PyTorch."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: OrderedDict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    @classmethod
+    def _add(cls, hooks: OrderedDict, hook, prepend: bool, fn: str) -> "RemovableHandle":
+        if not callable(hook):
+            raise TypeError(f"{fn}: hook must be callable, got {type(hook).__name__}")
+        handle = cls(hooks)
+        hooks[handle.id] = hook
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+
 class _ModuleMeta(type):
     """Marks a module as built once its ``__init__`` returns (see Module.__setattr__)."""
 
@@ -98,6 +130,8 @@ class Module(metaclass=_ModuleMeta):
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # --- attribute registration -------------------------------------------
@@ -156,9 +190,36 @@ class Module(metaclass=_ModuleMeta):
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks:
+            return self._call_with_hooks(args, kwargs)
         if is_anomaly_enabled():              # detect_anomaly: errors name the running layer
             return _call_tracked(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            new = hook(self, args)
+            if new is not None:
+                args = new if isinstance(new, tuple) else (new,)
+        out = _call_tracked(self, args, kwargs) if is_anomaly_enabled() else self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            new = hook(self, args, out)
+            if new is not None:
+                out = new
+        return out
+
+    def _has_hooks(self) -> bool:
+        return bool(self._forward_pre_hooks or self._forward_hooks)
+
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False) -> "RemovableHandle":
+        """Call ``hook(module, args)`` before every ``forward``; it may return new args
+        (a tuple, or one value). Returns a handle whose ``remove()`` takes the hook off."""
+        return RemovableHandle._add(self._forward_pre_hooks, hook, prepend, "register_forward_pre_hook")
+
+    def register_forward_hook(self, hook, *, prepend: bool = False) -> "RemovableHandle":
+        """Call ``hook(module, args, output)`` after every ``forward``; it may return a
+        new output. Returns a handle whose ``remove()`` takes the hook off."""
+        return RemovableHandle._add(self._forward_hooks, hook, prepend, "register_forward_hook")
 
     # --- walking the tree ---------------------------------------------------
     def named_modules(self, prefix: str = "", memo=None):
