@@ -5,7 +5,7 @@ Start reading at ``tinytl/tensor.py`` (the autograd), then
 ``tinytl/transfer.py``; ``docs/tour.md`` walks through them in order.
 """
 from . import backend, kernels
-from ._random import manual_seed
+from ._random import Generator, manual_seed
 from .tensor import Tensor, detect_anomaly, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, tensor
 from . import functional, nn, optim, cuda
 
@@ -35,5 +35,5 @@ def __getattr__(name):
 
 
 __all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly",
-           "is_anomaly_enabled", "manual_seed", "save", "load", "nn", "optim", "functional", "cuda",
+           "is_anomaly_enabled", "manual_seed", "Generator", "save", "load", "nn", "optim", "functional", "cuda",
            "backend", "kernels", "io", "transfer", "data", "datasets", "__version__"]
