@@ -125,7 +125,7 @@ def test_demo_checks_out_before_training(capsys, monkeypatch, tmp_path):
     training (run_demo is not called); a writable --out passes the check and is not created by it."""
     def training(*args, **kwargs):
         raise ValueError("training started")
-    monkeypatch.setattr(demo, "run_demo", training)
+    monkeypatch.setattr(demo.report, "run_report", training)
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     json_dir = tmp_path / "taken"
@@ -145,7 +145,7 @@ def test_demo_checks_out_before_training(capsys, monkeypatch, tmp_path):
 
 
 def test_demo_refuses_an_out_folder_it_cannot_write(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(demo.report, "run_report", lambda *a, **k: pytest.fail("training started"))
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -269,3 +269,38 @@ def test_demo_on_the_gpu_gives_the_cpu_results(device):
     for method, by_k in cpu["accuracy"].items():
         for k, accs in by_k.items():
             np.testing.assert_allclose(got["accuracy"][method][k], accs, atol=0.015, err_msg=f"{method} k={k}")
+
+
+def test_quick_demo_writes_the_report(quick_run):
+    """report.md has a heading per section with its table and figure; report.json holds each section's results."""
+    _, out, _, folder = quick_run
+    md = (folder / "report.md").read_text()
+    rep = json.loads((folder / "report.json").read_text())
+    assert list(rep["sections"]) == list(demo.sections())          # every section, in report order
+    for name, title in rep["titles"].items():
+        assert f"## {title}" in md and f"section `{name}`" in md
+    assert rep["sections"]["fewshot"]["summary"] == _results(folder)["summary"]
+    assert "| labels/class |" in md
+    if _has_matplotlib():
+        assert "](results.png)" in md
+    assert f"report:  {folder / 'report.md'}" in out
+
+
+def test_demo_only_runs_the_named_sections_and_refuses_unknown_ones(capsys, monkeypatch, tmp_path):
+    pytest.importorskip("mnist1d")
+    ran = []
+    real = demo.report.sections
+
+    def spy():
+        every = real()
+        return {n: dataclasses.replace(s, run=lambda ctx, s=s: (ran.append(s.name), s.run(ctx))[1])
+                for n, s in every.items()}
+    monkeypatch.setattr(demo.report, "sections", spy)
+    rc = cli.main(["demo", "--quick", "--quiet", "--seeds", "1", "--shots", "5", "--only", "fewshot",
+                   "--out", str(tmp_path)])
+    assert rc == 0 and ran == ["fewshot"]
+    capsys.readouterr()
+    rc = cli.main(["demo", "--quick", "--quiet", "--only", "nosuch", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--only: unknown section(s) ['nosuch']" in err and "fewshot" in err
+    assert not (tmp_path / "x").exists()

@@ -122,7 +122,7 @@ def test_tour_states_the_convention_and_follows_the_step():
                  ("tinytl/kernels/reference.py", "softmax_xent"),
                  ("tinytl/kernels/reference.py", "linear_backward_epilogue"),
                  ("tinytl/kernels/reference.py", "sgd_step"), ("tinytl/optim.py", "SGD"),
-                 ("tinytl/transfer.py", "freeze"), ("tinytl/transfer.py", "transfer_weights")]:
+                 ("tinytl/transfer/freezing.py", "freeze"), ("tinytl/transfer/weights.py", "transfer_weights")]:
         assert must in named, must
     # the sections come in the order the data flows
     order = [text.index(s) for s in ("## 1. Tensor", "## 2. Forward", "## 3. The fused epilogue",
@@ -357,8 +357,9 @@ def render_api():
     out.append(_constant("tl.backend.DEVICES", backend.DEVICES))
     out += ["", "## Command line", "",
             "- `tinytl demo [--quick] [--shots 5,10,20] [--seeds 3] [--data mnist1d|mnist-idx --path DIR] ...`: "
-            "the transfer-learning experiment (`tinytl/demo.py`); `tinytl.demo.run_demo(config)` returns the "
-            "results as a dict.",
+            "the demo report (`tinytl/demo/`), one section per capability, written to report.md; "
+            "`--only SECTION` runs some; `tinytl.demo.run_report(config)` returns every section's results and "
+            "`tinytl.demo.run_demo(config)` the few-shot section's, as dicts.",
             "- `tinytl bench [...]`: the benchmarks (`bench/run.py`, from a source checkout).",
             "- `tinytl inspect PATH`: tensors, shapes, parameter counts and metadata of a checkpoint (header only).",
             "- `tinytl transfer SRC DST --out OUT [--rename OLD=NEW] [--strict]`: `transfer_weights` between two "

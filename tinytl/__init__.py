@@ -2,7 +2,7 @@
 
 Start reading at ``tinytl/tensor.py`` (the autograd), then
 ``tinytl/functional.py``, ``tinytl/nn/``, ``tinytl/optim.py`` and
-``tinytl/transfer.py``; ``docs/tour.md`` walks through them in order.
+``tinytl/transfer/``; ``docs/tour.md`` walks through them in order.
 """
 from . import backend, kernels
 from ._random import Generator, manual_seed

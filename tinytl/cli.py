@@ -1,6 +1,6 @@
 """The ``tinytl`` command line (also ``python -m tinytl``).
 
-    tinytl demo [options]                  the transfer-learning experiment (tinytl/demo.py)
+    tinytl demo [options]                  the demo report, one section per capability (tinytl/demo/)
     tinytl bench [options]                 the benchmarks (bench/run.py, from a source checkout)
     tinytl inspect PATH                    what a checkpoint holds, from its header alone
     tinytl transfer SRC DST --out OUT      copy the matching weights of SRC into DST, save as OUT
@@ -8,7 +8,7 @@
 Errors a user can fix (a bad option, a missing or corrupt file, a missing
 package) print one line on stderr and exit with status 2; no traceback.
 
-Read next: ``tinytl/demo.py``.
+Read next: ``tinytl/demo/``.
 """
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    demo = sub.add_parser("demo", help="pretrain on some classes, transfer to others with few labels",
-                          description="Pretrain an MLP on source classes, then learn target classes from k "
-                                      "labels per class five ways (from scratch, linear probe, fine-tune, "
-                                      "LP-FT, L2-SP); print a table, write results.json and results.png.")
+    demo = sub.add_parser("demo", help="the whole transfer-learning story on MNIST-1D, as a report",
+                          description="Run the report's sections (first: pretrain an MLP on source classes, "
+                                      "then learn target classes from k labels per class five ways); print "
+                                      "each, write report.md with its tables and PNG figures, report.json, "
+                                      "and the few-shot section's results.json and results.png.")
     from .demo import add_arguments
     add_arguments(demo)
 

@@ -18,7 +18,7 @@ L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
 alpha * (w - w0) to the gradient, pulling the weights toward their values w0
 when the optimizer was built (the pretrained weights) instead of toward zero.
 
-Read next: ``tinytl/transfer.py``.
+Read next: ``tinytl/transfer/``.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ BLAS runs single-threaded during the experiment (see ``_blas_threads``): the
 matrices are small, and on a busy 2-core machine OpenBLAS's spinning threads
 made the full run 15-30x slower.
 
-Read next: ``tinytl/transfer.py`` (the tools used here), ``docs/transfer.md``.
+Read next: ``tinytl/transfer/`` (the tools used here), ``docs/transfer.md``.
 """
 from __future__ import annotations
 
@@ -56,12 +56,13 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from . import backend
-from . import nn
-from . import transfer as T
-from ._random import manual_seed
-from .data import DataLoader
-from .optim import SGD
+from .. import backend
+from .. import nn
+from .. import transfer as T
+from .._random import manual_seed
+from ..data import DataLoader
+from ..optim import SGD
+from .section import PLOT_HINT, Section, markdown_table
 
 __all__ = ["DemoConfig", "METHODS", "run_demo", "format_table", "save_results", "plot_results",
            "parse_classes", "parse_shots", "PLOT_HINT"]
@@ -73,7 +74,6 @@ METHODS = {                      # key -> label in the table and the plot, in di
     "lp_ft": "LP-FT",
     "l2sp": "L2-SP",
 }
-PLOT_HINT = "pip install 'tinytl[demo]'"
 DATASETS = ("mnist1d", "mnist-idx")
 
 
@@ -193,7 +193,7 @@ def _validate(cfg: DemoConfig):
     if cfg.device not in backend.DEVICES:
         raise ValueError(f"--device must be 'cpu' or 'cuda', got {cfg.device!r}")
     if cfg.device == "cuda":
-        from . import cuda
+        from .. import cuda
         if not cuda.is_available():
             raise ValueError("--device cuda: CUDA is not available here (it needs CuPy and a GPU: "
                              "pip install 'tinytl[cuda12]' or 'tinytl[cuda13]')")
@@ -203,7 +203,7 @@ def _validate(cfg: DemoConfig):
 
 def _load_data(cfg: DemoConfig):
     """(x_train, y_train, x_test, y_test) as float32 / int64 NumPy arrays."""
-    from . import datasets
+    from .. import datasets
     if cfg.data == "mnist1d":
         d = datasets.mnist1d(num_samples=cfg.num_samples, seed=42)
         return d["x"], d["y"], d["x_test"], d["y_test"]
@@ -448,12 +448,14 @@ class _NoBar:
 
 # ------------------------------------------------------------ experiment ----
 
-def run_demo(config=None, progress: bool = False) -> dict:
+def run_demo(config=None, progress: bool = False, shared=None) -> dict:
     """Run the experiment; return the results (nothing is written: see ``save_results``).
 
     Args:
         config: a ``DemoConfig``, a dict of its fields, or None for the defaults.
         progress: show tqdm bars on stderr (when tqdm is installed).
+        shared: a ``tinytl.demo.report.DemoContext`` whose data and pretrained networks to
+            reuse (the report passes its own; None makes a fresh one).
 
     Returns:
         A JSON-ready dict: ``config``, ``methods`` (key -> label), ``shots``,
@@ -466,6 +468,15 @@ def run_demo(config=None, progress: bool = False) -> dict:
         ValueError: an invalid configuration (one line, naming the option).
         FileNotFoundError, ImportError: missing data files or packages.
     """
+    cfg = as_config(config, "run_demo")
+    with _blas_threads(cfg.blas_threads) as blas:
+        results = _run(cfg, progress, shared)
+    results["blas_threads"] = blas
+    return results
+
+
+def as_config(config, fn: str = "run_demo") -> DemoConfig:
+    """A checked copy of ``config`` (a DemoConfig, a dict of its fields, or None for the defaults)."""
     if config is None:
         cfg = DemoConfig()
     elif isinstance(config, DemoConfig):
@@ -474,20 +485,17 @@ def run_demo(config=None, progress: bool = False) -> dict:
         known = {f.name for f in fields(DemoConfig)}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(f"run_demo: unknown config key(s) {unknown}")
+            raise ValueError(f"{fn}: unknown config key(s) {unknown}")
         cfg = DemoConfig(**config)
     else:
-        raise TypeError(f"run_demo: config must be a DemoConfig or a dict, got {type(config).__name__}")
+        raise TypeError(f"{fn}: config must be a DemoConfig or a dict, got {type(config).__name__}")
     cfg.shots = sorted(int(k) for k in cfg.shots)
     _validate(cfg)
-    with _blas_threads(cfg.blas_threads) as blas:
-        results = _run(cfg, progress)
-    results["blas_threads"] = blas
-    return results
+    return cfg
 
 
-def _run(cfg: DemoConfig, progress: bool) -> dict:
-    """The experiment itself (``run_demo`` checked ``cfg`` and set up BLAS)."""
+def _tasks(cfg: DemoConfig) -> dict:
+    """The source and target tasks of ``cfg`` as NumPy arrays (checked against the config)."""
     t0 = time.perf_counter()
     x, y, xt, yt = _load_data(cfg)
     _check_data(cfg, x, y, xt, yt)
@@ -495,24 +503,48 @@ def _run(cfg: DemoConfig, progress: bool) -> dict:
     xs_test, ys_test = _task(xt, yt, cfg.source_classes)
     xT, yT = _task(x, y, cfg.target_classes)
     xT_test, yT_test = _task(xt, yt, cfg.target_classes)
-    n_in, n_src, n_tgt = x.shape[1], len(cfg.source_classes), len(cfg.target_classes)
-    ctx = _Context(cfg, n_in, n_tgt, backend.to_device(xT_test, cfg.device), yT_test)
-    timings = {"data_s": time.perf_counter() - t0}
+    return dict(x=x, y=y, x_test=xt, y_test=yt, xs=xs, ys=ys, xs_test=xs_test, ys_test=ys_test,
+                xT=xT, yT=yT, xT_test=xT_test, yT_test=yT_test, n_in=int(x.shape[1]),
+                n_src=len(cfg.source_classes), n_tgt=len(cfg.target_classes),
+                seconds=time.perf_counter() - t0)
 
-    # 1. pretrain one source network per seed
+
+def _pretrain(cfg: DemoConfig, tasks: dict, seed: int, on_epoch=None) -> dict:
+    """The source network of ``seed``: {"state": state dict, "source_test_accuracy", "seconds"}."""
+    ts = time.perf_counter()
+    manual_seed(seed)
+    model = _mlp(tasks["n_in"], cfg.hidden, tasks["n_src"], cfg.device)
+    _train(model, tasks["xs"], tasks["ys"], epochs=cfg.epochs, lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch,
+           weight_decay=cfg.weight_decay, seed=seed, device=cfg.device, on_epoch=on_epoch)
+    return {"state": model.state_dict(), "source_test_accuracy": _accuracy(model, tasks["xs_test"], tasks["ys_test"]),
+            "seconds": time.perf_counter() - ts}
+
+
+def _run(cfg: DemoConfig, progress: bool, shared=None) -> dict:
+    """The experiment itself (``run_demo`` checked ``cfg`` and set up BLAS). ``shared`` (a
+    ``report.DemoContext``) hands over the tasks and the pretrained networks, so the report's
+    other sections reuse them instead of training their own."""
+    t0 = time.perf_counter()
+    if shared is None:
+        from .report import DemoContext
+        shared = DemoContext(cfg)
+    tasks = shared.tasks()
+    xT, yT = tasks["xT"], tasks["yT"]
+    n_in, n_tgt = tasks["n_in"], tasks["n_tgt"]
+    xs, xs_test, xT_test, yT_test = tasks["xs"], tasks["xs_test"], tasks["xT_test"], tasks["yT_test"]
+    ctx = _Context(cfg, n_in, n_tgt, backend.to_device(xT_test, cfg.device), yT_test)
+    timings = {"data_s": tasks["seconds"]}
+
+    # 1. pretrain one source network per seed (or take the ones the report trained already)
     pretrain = []
     bar = _bar(progress, cfg.seeds * cfg.epochs, "pretrain", unit="epoch")
     t1 = time.perf_counter()
     try:
         for seed in range(cfg.seeds):
-            ts = time.perf_counter()
-            manual_seed(seed)
-            model = _mlp(n_in, cfg.hidden, n_src, cfg.device)
-            _train(model, xs, ys, epochs=cfg.epochs, lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch,
-                   weight_decay=cfg.weight_decay, seed=seed, device=cfg.device, on_epoch=bar.update)
-            ctx.pretrained[seed] = model.state_dict()
-            pretrain.append({"seed": seed, "source_test_accuracy": _accuracy(model, xs_test, ys_test),
-                             "seconds": time.perf_counter() - ts})
+            p = shared.pretrained(seed, on_epoch=bar.update)
+            ctx.pretrained[seed] = p["state"]
+            pretrain.append({"seed": seed, "source_test_accuracy": p["source_test_accuracy"],
+                             "seconds": p["seconds"]})
     finally:
         bar.close()
     timings["pretrain_s"] = time.perf_counter() - t1
@@ -538,8 +570,8 @@ def _run(cfg: DemoConfig, progress: bool) -> dict:
 
     summary = {m: {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
                    for k, v in per.items()} for m, per in accuracy.items()}
-    from . import __version__
-    from .kernels import backend_info
+    from .. import __version__
+    from ..kernels import backend_info
     return {
         "config": asdict(cfg),
         "methods": dict(METHODS),
@@ -634,7 +666,7 @@ def plot_results(results: dict, path) -> bool:
 
 def _atomic(path, write, binary=False):
     """Write a file atomically through ``tinytl.io.atomic_write`` (text unless ``binary``)."""
-    from .io import atomic_write
+    from ..io import atomic_write
     if binary:
         return atomic_write(path, write)
 
@@ -735,23 +767,35 @@ def _check_out(out) -> None:
         raise ValueError(f"--out {out}: cannot write in {existing} ({e.strerror or e})") from None
 
 
-def main(args) -> int:
-    """``tinytl demo``: run, print the table, write the JSON and the plot, say where."""
-    cfg = config_from_args(args)
-    _validate(cfg)                  # the cheap checks, before the banner
-    _check_out(args.out)            # and where the results go, before the training
-    progress = not args.quiet and sys.stderr.isatty()
-    print(f"tinytl demo: pretrain an MLP (2 hidden layers of {cfg.hidden}) on "
-          f"{cfg.data} classes {_fmt_classes(cfg.source_classes)}, transfer to "
-          f"{_fmt_classes(cfg.target_classes)} with {','.join(map(str, cfg.shots))} labels per class, "
-          f"{cfg.seeds} seed{'s' if cfg.seeds != 1 else ''}, on {cfg.device}"
-          + (" (quick)" if cfg.quick else ""), flush=True)
-    results = run_demo(cfg, progress=progress)
-    print(format_table(results))
-    paths = save_results(results, args.out)
-    print(f"results: {paths['json']}")
-    if paths["png"]:
-        print(f"plot:    {paths['png']}")
-    else:
-        print(f"plot:    skipped (matplotlib is not installed; {PLOT_HINT} gives it)")
-    return 0
+# ---------------------------------------------------------------- report ----
+
+def _section_run(ctx) -> dict:
+    return run_demo(ctx.cfg, ctx.progress, shared=ctx)
+
+
+def _section_render(results: dict, out_dir) -> str:
+    shots, methods = results["shots"], results["methods"]
+    best = {k: max(methods, key=lambda m: results["summary"][m][str(k)]["mean"]) for k in shots}
+
+    def cell(m, k):
+        s = results["summary"][m][str(k)]
+        text = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+        return f"**{text}**" if best[k] == m else text
+    table = markdown_table(["labels/class"] + [str(k) for k in shots],
+                           [[label] + [cell(m, k) for k in shots] for m, label in methods.items()])
+    src = [p["source_test_accuracy"] for p in results["pretrain"]]
+    cfg = results["config"]
+    intro = (f"Pretrain a {results['data']['input_dim']}-{cfg['hidden']}-{cfg['hidden']}-{len(cfg['source_classes'])} "
+             f"MLP on classes {_fmt_classes(cfg['source_classes'])} ({results['data']['source_train']} examples, "
+             f"source test accuracy {100 * np.mean(src):.1f}%), then learn classes "
+             f"{_fmt_classes(cfg['target_classes'])} from k labelled examples per class, five ways. Test accuracy (%) "
+             f"on the {results['data']['target_test']} target test examples, mean ± std over {len(results['seeds'])} "
+             "seed(s); the best of each column in bold.")
+    png = os.path.join(os.fspath(out_dir), "results.png")
+    figure = ("![accuracy against labels per class](results.png)" if plot_results(results, png) else
+              f"*(plot skipped: matplotlib is not installed; {PLOT_HINT} gives it)*")
+    return "\n\n".join([intro, table, figure])
+
+
+SECTION = Section("fewshot", "Few-shot transfer: pretrain, replace the head, fine-tune", _section_run,
+                  _section_render, format_table)

@@ -1,0 +1,31 @@
+"""Transfer learning: reuse what a trained network learned on a new task.
+
+The tools, in the order a transfer usually needs them:
+
+- ``transfer_weights(src, dst)`` copies every weight whose name and shape
+  match (from a Module, a state dict or a checkpoint file) and returns a
+  ``TransferReport`` saying what was copied, what did not fit and why. A
+  head of another size is *reported*, not silently kept or loudly fatal.
+- ``replace_head(model, n)`` swaps the last ``Linear`` for a fresh one.
+- ``freeze`` / ``unfreeze`` (glob patterns over parameter names) and
+  ``summary`` decide and show which weights train.
+- ``extract_features`` + ``linear_probe`` train a head on cached features of a
+  frozen backbone; ``lp_ft`` probes first, then fine-tunes everything.
+- ``discriminative_lr`` (smaller learning rates toward the input),
+  ``GradualUnfreezing`` (unfreeze from the top, one group per epoch) and
+  ``l2sp_groups`` (pull the backbone toward its pretrained weights) are the
+  classic recipes for fine-tuning on few labels.
+
+Freezing is ``Parameter.requires_grad = False``: the autograd records no
+graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
+touches a frozen parameter (no weight decay, no momentum).
+
+Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
+"""
+from .freezing import Summary, freeze, summary, unfreeze
+from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
+from .weights import TransferReport, replace_head, transfer_weights
+
+__all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
+           "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
+           "l2sp_groups"]
