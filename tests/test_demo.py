@@ -304,3 +304,19 @@ def test_demo_only_runs_the_named_sections_and_refuses_unknown_ones(capsys, monk
     err = capsys.readouterr().err
     assert rc == 2 and "--only: unknown section(s) ['nosuch']" in err and "fewshot" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_context_train_target_gives_the_models_the_fewshot_section_scores():
+    """Sections that need a trained target model (explain, security, ...) get the very model the
+    few-shot table scored: same seeds, same data, same accuracy."""
+    pytest.importorskip("mnist1d")
+    cfg = demo.DemoConfig.quick_config(seeds=1, shots=[5], target_steps=40, epochs=3)
+    r = demo.run_demo(cfg)
+    ctx = demo.DemoContext(demo.fewshot.as_config(cfg))
+    t = ctx.tasks()
+    for m in demo.METHODS:
+        model = ctx.train_target(m, 0, 5)
+        assert ctx.train_target(m, 0, 5) is model                     # cached
+        assert demo.fewshot._accuracy(model, t["xT_test"], t["yT_test"]) == r["accuracy"][m]["5"][0], m
+    with pytest.raises(ValueError, match="train_target: method must be one of"):
+        ctx.train_target("nosuch", 0, 5)

@@ -293,11 +293,11 @@ def _from_pretrained(pretrained_state, n_in, hidden, n_out, device):
 # ---------------------------------------------------------------- methods ----
 # Each takes the labelled set (X, y), the pretrained state and the test set, and returns an accuracy.
 
-def _m_scratch(ctx, X, y, seed):
+def _fit_scratch(ctx, X, y, seed):
     model = _mlp(ctx.n_in, ctx.cfg.hidden, ctx.n_out, ctx.cfg.device)
     _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.scratch_lr, batch_size=ctx.cfg.target_batch,
            weight_decay=ctx.cfg.scratch_weight_decay, seed=seed, device=ctx.cfg.device)
-    return _accuracy(model, ctx.x_test, ctx.y_test)
+    return model
 
 
 def _probe(ctx, X, y, seed):
@@ -311,37 +311,48 @@ def _probe(ctx, X, y, seed):
     return model, backbone, head
 
 
+def _fit_probe(ctx, X, y, seed):
+    return _probe(ctx, X, y, seed)[0]
+
+
+def _fit_finetune(ctx, X, y, seed):
+    model = _from_pretrained(ctx.pretrained[seed], ctx.n_in, ctx.cfg.hidden, ctx.n_out, ctx.cfg.device)
+    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.finetune_lr, batch_size=ctx.cfg.target_batch,
+           weight_decay=ctx.cfg.weight_decay, seed=seed, device=ctx.cfg.device)
+    return model
+
+
+def _fit_lp_ft(ctx, X, y, seed):
+    model, backbone, _ = _probe(ctx, X, y, seed)            # the same probe as the linear-probe method
+    T.unfreeze(model)
+    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.lp_ft_lr, batch_size=ctx.cfg.target_batch,
+           weight_decay=ctx.cfg.weight_decay, seed=seed, device=ctx.cfg.device)
+    return model
+
+
+def _fit_l2sp(ctx, X, y, seed):
+    model = _from_pretrained(ctx.pretrained[seed], ctx.n_in, ctx.cfg.hidden, ctx.n_out, ctx.cfg.device)
+    groups = T.l2sp_groups(model, model[-1], alpha=ctx.cfg.l2sp_alpha, weight_decay=ctx.cfg.weight_decay)
+    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.l2sp_lr, batch_size=ctx.cfg.target_batch,
+           params=groups, seed=seed, device=ctx.cfg.device)
+    return model
+
+
+FIT_FNS = {"scratch": _fit_scratch, "probe": _fit_probe, "finetune": _fit_finetune, "lp_ft": _fit_lp_ft,
+           "l2sp": _fit_l2sp}   # method -> fit(ctx, X, y, seed) -> the trained target model
+
+
 def _m_probe(ctx, X, y, seed):
     _, backbone, head = _probe(ctx, X, y, seed)
     feats_test = ctx.test_features(seed, backbone)         # the test set's features, once per seed
     return _accuracy(head, feats_test, ctx.y_test)
 
 
-def _m_finetune(ctx, X, y, seed):
-    model = _from_pretrained(ctx.pretrained[seed], ctx.n_in, ctx.cfg.hidden, ctx.n_out, ctx.cfg.device)
-    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.finetune_lr, batch_size=ctx.cfg.target_batch,
-           weight_decay=ctx.cfg.weight_decay, seed=seed, device=ctx.cfg.device)
-    return _accuracy(model, ctx.x_test, ctx.y_test)
+def _accuracy_of(fit):
+    return lambda ctx, X, y, seed: _accuracy(fit(ctx, X, y, seed), ctx.x_test, ctx.y_test)
 
 
-def _m_lp_ft(ctx, X, y, seed):
-    model, backbone, _ = _probe(ctx, X, y, seed)            # the same probe as the linear-probe method
-    T.unfreeze(model)
-    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.lp_ft_lr, batch_size=ctx.cfg.target_batch,
-           weight_decay=ctx.cfg.weight_decay, seed=seed, device=ctx.cfg.device)
-    return _accuracy(model, ctx.x_test, ctx.y_test)
-
-
-def _m_l2sp(ctx, X, y, seed):
-    model = _from_pretrained(ctx.pretrained[seed], ctx.n_in, ctx.cfg.hidden, ctx.n_out, ctx.cfg.device)
-    groups = T.l2sp_groups(model, model[-1], alpha=ctx.cfg.l2sp_alpha, weight_decay=ctx.cfg.weight_decay)
-    _train(model, X, y, steps=ctx.cfg.target_steps, lr=ctx.cfg.l2sp_lr, batch_size=ctx.cfg.target_batch,
-           params=groups, seed=seed, device=ctx.cfg.device)
-    return _accuracy(model, ctx.x_test, ctx.y_test)
-
-
-_METHOD_FNS = {"scratch": _m_scratch, "probe": _m_probe, "finetune": _m_finetune, "lp_ft": _m_lp_ft,
-               "l2sp": _m_l2sp}
+_METHOD_FNS = {m: (_m_probe if m == "probe" else _accuracy_of(fit)) for m, fit in FIT_FNS.items()}
 
 
 class _Context:

@@ -57,6 +57,7 @@ class DemoContext:
         self.progress = progress
         self._tasks = None
         self._pretrained = {}
+        self._targets = {}
 
     def tasks(self) -> dict:
         """The data: ``x, y, x_test, y_test`` (all classes), the source task ``xs, ys, xs_test,
@@ -85,6 +86,23 @@ class DemoContext:
         t = self.tasks()
         return fewshot._from_pretrained(self.pretrained(seed)["state"], t["n_in"], self.cfg.hidden,
                                         t["n_tgt"], self.cfg.device)
+
+    def train_target(self, method: str, seed: int, k: int):
+        """The target model that ``method`` (a key of ``fewshot.METHODS``: "scratch", "probe",
+        "finetune", "lp_ft", "l2sp") trains from the pretrained network of ``seed`` on the k
+        labelled examples per class, exactly as the few-shot section does (same seeds, same
+        data); trained on first use, then cached. Treat it as read-only."""
+        key = (method, seed, k)
+        if key not in self._targets:
+            if method not in fewshot.FIT_FNS:
+                raise ValueError(f"train_target: method must be one of {list(fewshot.FIT_FNS)}, got {method!r}")
+            t = self.tasks()
+            fctx = fewshot._Context(self.cfg, t["n_in"], t["n_tgt"], None, None)
+            fctx.pretrained[seed] = self.pretrained(seed)["state"]
+            idx = self.labelled(seed)[k]
+            fewshot.manual_seed(1000 * (seed + 1) + k)          # the few-shot section's seeds
+            self._targets[key] = fewshot.FIT_FNS[method](fctx, t["xT"][idx], t["yT"][idx], seed)
+        return self._targets[key]
 
     def labelled(self, seed: int) -> dict:
         """k -> indices into ``xT`` of k labelled examples per class (nested over k)."""
