@@ -22,43 +22,18 @@ Read next: ``tinytl/transfer.py``.
 """
 from __future__ import annotations
 
-import math
-import time
 from statistics import median
 
-import numpy as np
-
-from . import backend
-from . import kernels as _kernels
-from .tensor import Tensor, is_anomaly_enabled
+from .. import backend
+from .. import kernels as _kernels
+from .. import optim as _knobs   # the package: _STREAM_* and _clock are set there (see its __init__)
+from ..tensor import is_anomaly_enabled
+from .optimizer import Optimizer, _check_grad, _check_number, _on_like
 
 _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0)
 
-# The store path of the compiled CPU update (plain or streaming stores) for parameters of
-# at least _STREAM_MIN_BYTES is chosen by timing whole training iterations: the interval
-# between one step() and the next holds the update and the forward and backward that
-# read the weights it wrote, and the path changes both (streaming skips taking lines back
-# from other cores' caches, but leaves the weights in memory rather than in this core's
-# cache). _STREAM_TRIALS iterations each way, alternating; streaming is kept when its
-# median is under _STREAM_GAIN times plain's (a margin for noise); with five each, two
-# interrupted iterations (an evaluation or a pause between steps) cannot sway the median.
-# The choice is timed again every _STREAM_RETIME steps: what pays depends on the
-# machine's state (other processes, BLAS threads), which can change during a long run.
-_STREAM_MIN_BYTES = 1 << 16
-_STREAM_TRIALS = 5
-_STREAM_GAIN = 0.95
-_STREAM_RETIME = 500
-_clock = time.perf_counter
 
-
-def _check_number(name, value, group_index):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or value < 0:
-        raise ValueError(f"SGD: {name} must be a finite number >= 0 (group {group_index}), got {value!r}")
-    return float(value)
-
-
-class SGD:
+class SGD(Optimizer):
     """Stochastic gradient descent, exactly torch.optim.SGD's rule::
 
         d = grad + weight_decay * w (+ l2sp * (w - w0))
@@ -73,65 +48,30 @@ class SGD:
         l2sp: L2-SP strength alpha; anchors w0 are the weights at construction.
     """
 
+    _OPTIONS = _SGD_DEFAULTS
+    _STATE_ARRAYS = ("momentum_buffer", "l2sp_anchor")
+
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0):
-        self.defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                             nesterov=nesterov, l2sp=l2sp)
-        self.param_groups = []
-        self.state = {}          # id(param) -> {"momentum_buffer": array, "l2sp_anchor": array}
+        # state: id(param) -> {"momentum_buffer": array, "l2sp_anchor": array}
         # store path of large CPU parameters (see _store_path): [stream, steps left, plain
         # iteration times, streaming iteration times, path of the last step or None, its start]
         self._stream = [False, 0, [], [], None, 0.0]
-        params = list(params)
-        if not params:
-            raise ValueError("SGD: got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
-        for g in groups:
-            self.add_param_group(g)
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=nesterov, l2sp=l2sp))
 
-    def add_param_group(self, group: dict):
-        """Add a group of parameters with its own options (others from the defaults)."""
-        if not isinstance(group, dict) or "params" not in group:
-            raise TypeError("SGD: a parameter group must be a dict with a 'params' entry")
-        gi = len(self.param_groups)
-        unknown = set(group) - set(_SGD_DEFAULTS) - {"params", "name"}
-        if unknown:
-            raise ValueError(f"SGD: unknown option(s) {sorted(unknown)} in group {gi}")
-        ps = group["params"]
-        ps = [ps] if isinstance(ps, Tensor) else list(ps)
-        if not ps:
-            raise ValueError(f"SGD: parameter group {gi} is empty")
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        for p in ps:
-            if not isinstance(p, Tensor):
-                raise TypeError(f"SGD: group {gi} holds a {type(p).__name__}, expected Parameters")
-            if p.dtype.kind != "f":
-                raise TypeError(f"SGD: group {gi} holds a non-float tensor (dtype {p.dtype})")
-            if id(p) in seen:
-                raise ValueError("SGD: some parameters appear in more than one parameter group")
-            seen.add(id(p))
-        g = dict(self.defaults)
-        g.update({k: v for k, v in group.items() if k != "params"})
+    def _check_options(self, g, gi):
         if g["lr"] is None:
             raise ValueError(f"SGD: no learning rate for group {gi}")
         for k in ("lr", "momentum", "dampening", "weight_decay", "l2sp"):
-            g[k] = _check_number(k, g[k], gi)
+            g[k] = _check_number("SGD", k, g[k], gi)
         g["nesterov"] = bool(g["nesterov"])
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("SGD: nesterov momentum requires a momentum > 0 and zero dampening")
-        g["params"] = ps
-        if g["l2sp"]:
-            for p in ps:
-                self.state.setdefault(id(p), {})["l2sp_anchor"] = p.data.copy(order="K")
-        self.param_groups.append(g)
 
-    def zero_grad(self, set_to_none: bool = True):
-        """Clear the gradients of every parameter (set them to None, or to zeros)."""
-        for g in self.param_groups:
+    def _init_group(self, g):
+        if g["l2sp"]:
             for p in g["params"]:
-                if set_to_none or p.grad is None:
-                    p.grad = None
-                else:
-                    p.grad[...] = 0
+                self.state.setdefault(id(p), {})["l2sp_anchor"] = p.data.copy(order="K")
 
     def step(self):
         """Update every trainable parameter that has a gradient, in place.
@@ -157,7 +97,7 @@ class SGD:
                     batch[0].append(data)
                     batch[1].append(grad)
                     batch[2].append(buf)
-                elif data.nbytes >= _STREAM_MIN_BYTES and K is _kernels.cpu_kernels and K is not _kernels.reference:
+                elif data.nbytes >= _knobs._STREAM_MIN_BYTES and K is _kernels.cpu_kernels and K is not _kernels.reference:
                     if path is None:
                         path = self._store_path()
                     if first:                   # new momentum buffers: this iteration is not timed
@@ -221,21 +161,6 @@ class SGD:
             items.append((K, data, grad, buf, first))
         return items, updates
 
-    def _apply_state(self, updates):
-        """Commit the updates of ``_plan``: state entries set or dropped, stale gradients dropped."""
-        for p, new, drop_grad in updates:
-            if drop_grad:
-                p.grad = None
-            st = self.state.get(id(p))
-            for k, v in new.items():
-                if v is None:
-                    if st is not None:
-                        st.pop(k, None)
-                else:
-                    if st is None:
-                        st = self.state[id(p)] = {}
-                    st[k] = v
-
     def _store_path(self) -> bool:
         """Plain (False) or streaming (True) stores for this step's large CPU parameters.
 
@@ -248,13 +173,13 @@ class SGD:
         if s[1] > 0:
             s[1] -= 1
             return s[0]
-        now = _clock()
+        now = _knobs._clock()
         plain, streamed, prev = s[2], s[3], s[4]
         if prev is not None:
             (streamed if prev else plain).append(now - s[5])
-        if len(plain) >= _STREAM_TRIALS and len(streamed) >= _STREAM_TRIALS:
-            s[0] = median(streamed) < _STREAM_GAIN * median(plain)
-            s[1] = _STREAM_RETIME
+        if len(plain) >= _knobs._STREAM_TRIALS and len(streamed) >= _knobs._STREAM_TRIALS:
+            s[0] = median(streamed) < _knobs._STREAM_GAIN * median(plain)
+            s[1] = _knobs._STREAM_RETIME
             plain.clear()
             streamed.clear()
             s[4] = None
@@ -283,100 +208,5 @@ class SGD:
             data[...] = new_p
             if buf is not None:
                 buf[...] = new_buf
-
-    # --- resuming -----------------------------------------------------------
-    def state_dict(self) -> dict:
-        """{'state': {index: {...arrays}}, 'param_groups': [{options, 'params': [indices]}]} (as in PyTorch)."""
-        index, groups, state = {}, [], {}
-        for g in self.param_groups:
-            ids = []
-            for p in g["params"]:
-                i = index.setdefault(id(p), len(index))
-                ids.append(i)
-                st = self.state.get(id(p))
-                if st:
-                    state[i] = {k: backend.to_numpy(v).copy() for k, v in st.items() if k != "freezes"}
-            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict: dict):
-        """Restore options and momentum buffers saved by ``state_dict``; checks everything first."""
-        try:
-            groups = state_dict["param_groups"]
-            saved = state_dict["state"]
-        except (KeyError, TypeError):
-            raise ValueError("SGD.load_state_dict: expected a dict with 'state' and 'param_groups'") from None
-        if len(groups) != len(self.param_groups):
-            raise ValueError(f"SGD.load_state_dict: {len(groups)} parameter groups saved, "
-                             f"{len(self.param_groups)} in this optimizer")
-        params = []
-        for gi, (sg, g) in enumerate(zip(groups, self.param_groups)):
-            if len(sg["params"]) != len(g["params"]):
-                raise ValueError(f"SGD.load_state_dict: group {gi} has {len(sg['params'])} parameters saved, "
-                                 f"{len(g['params'])} here")
-            params.extend(zip(sg["params"], g["params"]))
-        new_state = {}
-        for i, p in params:
-            st = saved.get(i, saved.get(str(i)))
-            if not st:
-                continue
-            new_state[id(p)] = {}
-            for k, v in st.items():
-                v = np.asarray(v) if not backend.is_cupy_array(v) else v
-                if k not in ("momentum_buffer", "l2sp_anchor") or tuple(v.shape) != tuple(p.shape):
-                    raise ValueError(f"SGD.load_state_dict: bad state entry {k!r} of shape {tuple(v.shape)} "
-                                     f"for a parameter of shape {p.shape}")
-                moved = _on_like(v, p.data)
-                new_state[id(p)][k] = moved.copy() if moved is v else moved   # never the caller's array
-            # a loaded momentum buffer is current: freezes before now must not reset it
-            new_state[id(p)]["freezes"] = getattr(p, "_freezes", 0)
-        new_groups = []
-        for sg, g in zip(groups, self.param_groups):
-            ng = dict(g)
-            ng.update({k: v for k, v in sg.items() if k in _SGD_DEFAULTS})
-            new_groups.append(ng)
-        self.param_groups = new_groups
-        self.state = new_state
-
-    def __repr__(self):
-        lines = ["SGD ("]
-        for i, g in enumerate(self.param_groups):
-            opts = ", ".join(f"{k}={g[k]}" for k in _SGD_DEFAULTS)
-            lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
-        return "\n".join(lines) + "\n)"
-
-
-def _check_grad(grad, data, which):
-    if backend.is_cupy_array(grad) != backend.is_cupy_array(data):
-        raise ValueError(f"SGD: the gradient of {which} is on '{backend.device_of(grad)}' but the "
-                         f"parameter is on '{backend.device_of(data)}'")
-    if grad.shape != data.shape or grad.dtype != data.dtype:
-        raise ValueError(f"SGD: gradient of shape {grad.shape} and dtype {grad.dtype} does not "
-                         f"match its parameter ({data.shape}, {data.dtype}) ({which})")
-    if not getattr(data.flags, "writeable", True):
-        raise ValueError(f"SGD: {which} is a read-only array")
-    if backend.get_array_module(data).may_share_memory(grad, data) and not _same_memory(grad, data):
-        raise ValueError(f"SGD: the gradient of {which} overlaps the parameter's memory without being "
-                         "the same array")
-
-
-def _same_memory(a, b) -> bool:
-    """True when arrays ``a`` and ``b`` are the same elements of the same memory (on either device)."""
-    ptr = (lambda x: x.data.ptr) if backend.is_cupy_array(a) else (lambda x: x.__array_interface__["data"][0])
-    return ptr(a) == ptr(b) and a.shape == b.shape and a.strides == b.strides
-
-
-def _on_like(a, like):
-    """``a`` with the dtype, device and memory layout of ``like`` (no copy when it already matches)."""
-    if tuple(a.shape) != tuple(like.shape):
-        raise ValueError(f"SGD: optimizer state of shape {tuple(a.shape)} for a parameter of shape {like.shape}")
-    a = backend.to_device(a, backend.device_of(like))
-    if a.dtype == like.dtype and a.strides == like.strides:
-        return a
-    xp = backend.get_array_module(like)
-    out = xp.empty_like(like)
-    out[...] = a
-    return out
-
 
 __all__ = ["SGD"]
