@@ -1,4 +1,4 @@
-"""Optimizers: SGD with torch.optim.SGD's update rule, parameter groups and L2-SP.
+"""SGD with torch.optim.SGD's update rule, parameter groups and L2-SP.
 
 One fused kernel call per parameter (``sgd_step``, see
 ``tinytl/kernels/reference.py``) applies weight decay, momentum and the step
@@ -12,13 +12,17 @@ Large parameters on the CPU are stored either with plain or with streaming
 stores (``sgd_step(stream=...)``, csrc/sgd.cpp): the same values, but which is
 faster depends on whether the BLAS's threads on other cores have just read the
 weights. SGD times whole iterations both ways on its first steps, keeps the
-faster, and times them again every 500 steps.
+faster, and times them again every 500 steps (the knobs are on the package:
+``tinytl/optim/__init__.py``).
 
 L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
 alpha * (w - w0) to the gradient, pulling the weights toward their values w0
 when the optimizer was built (the pretrained weights) instead of toward zero.
 
-Read next: ``tinytl/transfer.py``.
+What SGD shares with Adam (groups, state, the checks, state dicts) is in
+``tinytl/optim/optimizer.py``.
+
+Read next: ``tinytl/optim/adam.py``, then ``tinytl/transfer.py``.
 """
 from __future__ import annotations
 
