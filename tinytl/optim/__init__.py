@@ -36,5 +36,7 @@ from . import lr_scheduler  # noqa: E402
 from .adam import Adam, AdamW  # noqa: E402
 from .optimizer import Optimizer  # noqa: E402
 from .sgd import SGD  # noqa: E402
+from .optimizer import _check_grad, _on_like, _same_memory  # noqa: E402,F401  (module-level in the old optim.py)
+from .sgd import _SGD_DEFAULTS  # noqa: E402,F401
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler"]
