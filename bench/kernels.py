@@ -35,6 +35,17 @@ def kernel_cases(scale: float = 1.0):
                   lambda K: (lambda: K.sgd_step(param, grad, buf, 1e-3, 0.9, 0.0, 0.0, False, False)),
                   5 * param.nbytes, 2.5))
 
+    # adam_step with torch.optim.Adam's defaults, 1M float32 (a step past the first, so the
+    # bias corrections are not trivial): read param, grad, exp_avg, exp_avg_sq; write param
+    # and both moments
+    a_param = rng.standard_normal(m).astype(f32)
+    a_grad = rng.standard_normal(m).astype(f32) * f32(1e-3)
+    exp_avg, exp_avg_sq = np.zeros(m, f32), np.zeros(m, f32)
+    cases.append(("adam_step", f"({m},) Adam defaults",
+                  lambda K: (lambda: K.adam_step(a_param, a_grad, exp_avg, exp_avg_sq, None, 10, 1e-3, 0.9, 0.999,
+                                                 1e-8, 0.0, False, False, False)),
+                  7 * a_param.nbytes, 2.5))
+
     # linear_forward_epilogue bias + ReLU on (1024, 1024), in place as functional.linear calls it
     r = max(8, int(1024 * scale))
     y = rng.standard_normal((r, 1024)).astype(f32)

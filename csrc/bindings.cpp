@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "adam.h"
 #include "linear.h"
 #include "parallel.h"
 #include "sgd.h"
@@ -232,6 +234,58 @@ py::array sgd_step(py::array param, py::array grad, py::object buf_obj, double l
     return param;
 }
 
+// ------------------------------------------------------------------ adam ----
+
+py::array adam_step(py::array param, py::array grad, py::array exp_avg, py::array exp_avg_sq,
+                    py::object max_exp_avg_sq_obj, int64_t step, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, bool amsgrad, bool maximize, bool decoupled_weight_decay) {
+    const char* fn = "adam_step";
+    const bool f32 = is_f32(fn, param, "param");
+    check_dtype(fn, grad, "grad", f32, "param");
+    check_dtype(fn, exp_avg, "exp_avg", f32, "param");
+    check_dtype(fn, exp_avg_sq, "exp_avg_sq", f32, "param");
+    std::optional<py::array> vmax;
+    if (amsgrad) {
+        vmax = optional_array(fn, max_exp_avg_sq_obj, "max_exp_avg_sq");
+        if (!vmax) throw py::value_error(std::string(fn) + ": max_exp_avg_sq is required when amsgrad is True");
+        check_dtype(fn, *vmax, "max_exp_avg_sq", f32, "param");
+    }
+    if (step < 1) throw py::value_error(std::string(fn) + ": step must be >= 1 (the number of this step), got " +
+                                        std::to_string(step));
+    check_layout(fn, param, "param", true);
+    check_layout(fn, grad, "grad", false);
+    check_layout(fn, exp_avg, "exp_avg", true);
+    check_layout(fn, exp_avg_sq, "exp_avg_sq", true);
+    if (vmax) check_layout(fn, *vmax, "max_exp_avg_sq", true);
+    const auto shape = shape_of(param);
+    check_shape(fn, grad, "grad", shape);
+    check_shape(fn, exp_avg, "exp_avg", shape);
+    check_shape(fn, exp_avg_sq, "exp_avg_sq", shape);
+    if (vmax) check_shape(fn, *vmax, "max_exp_avg_sq", shape);
+    // Every array apart from every other: AdamW scales param before the reference reads
+    // the gradient, so not even grad may be param itself.
+    std::vector<std::pair<const py::array*, const char*>> arrays{
+        {&param, "param"}, {&grad, "grad"}, {&exp_avg, "exp_avg"}, {&exp_avg_sq, "exp_avg_sq"}};
+    if (vmax) arrays.emplace_back(&*vmax, "max_exp_avg_sq");
+    for (size_t a = 1; a < arrays.size(); ++a)
+        for (size_t b = 0; b < a; ++b)
+            check_overlap(fn, *arrays[a].first, arrays[a].second, *arrays[b].first, arrays[b].second, false);
+
+    const py::ssize_t n = param.size();
+    std::optional<py::gil_scoped_release> nogil;
+    if (n >= kReleaseGil) nogil.emplace();
+    if (f32)
+        tinytl::adam_step(ptr<float>(param), cptr<float>(grad), ptr<float>(exp_avg), ptr<float>(exp_avg_sq),
+                          vmax ? ptr<float>(*vmax) : nullptr, step, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                          maximize, decoupled_weight_decay, n);
+    else
+        tinytl::adam_step(ptr<double>(param), cptr<double>(grad), ptr<double>(exp_avg), ptr<double>(exp_avg_sq),
+                          vmax ? ptr<double>(*vmax) : nullptr, step, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                          maximize, decoupled_weight_decay, n);
+    nogil.reset();
+    return param;
+}
+
 }  // namespace
 
 // The table of contents: same names, same order as tinytl/kernels/reference.py.
@@ -249,6 +303,11 @@ PYBIND11_MODULE(_C, m) {
           py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("buf").none(true), py::arg("lr"),
           py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
           py::arg("first_step"), py::arg("stream") = false);
+    m.def("adam_step", &adam_step, "torch.optim.Adam's / AdamW's update, in place on param and the moments",
+          py::arg("param").noconvert(), py::arg("grad").noconvert(), py::arg("exp_avg").noconvert(),
+          py::arg("exp_avg_sq").noconvert(), py::arg("max_exp_avg_sq").none(true), py::arg("step"), py::arg("lr"),
+          py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
+          py::arg("maximize"), py::arg("decoupled_weight_decay"));
 
     m.def("max_threads", &tinytl::max_threads,
           "threads a large kernel may use (TINYTL_NUM_THREADS, else the CPUs this process may run on)");

@@ -43,7 +43,7 @@ def reference_names():
 # ------------------------------------------------------------- the sources ----
 
 def test_one_cu_file_per_section_and_every_reference_kernel_in_both_dtypes():
-    assert [f.stem for f in CU_FILES] == ["linear", "sgd", "softmax_xent"]
+    assert [f.stem for f in CU_FILES] == ["adam", "linear", "sgd", "softmax_xent"]
     names = {}
     for f in CU_FILES:
         names.update(kernels_of(f.read_text()))
@@ -85,7 +85,7 @@ def test_nvcc_compiles_without_warnings(nvcc, path, arch, tmp_path):
     text = ptx.read_text()
     for name in kernels_of(path.read_text()):
         assert re.search(rf"\.entry\s+{name}\(", text), f"{name} missing from the PTX (extern \"C\" lost?)"
-    if path.stem == "sgd":  # the update must round as NumPy does: no fused multiply-add
+    if path.stem in ("sgd", "adam"):  # the updates must round as NumPy does: no fused multiply-add
         assert "fma." not in text
 
 
@@ -94,7 +94,8 @@ def test_nvcc_compiles_without_warnings(nvcc, path, arch, tmp_path):
 def test_cuda_module_is_a_table_of_contents_and_imports_without_cupy():
     funcs = [n for n, f in vars(G).items() if inspect.isfunction(f) and not n.startswith("_")]
     ref = reference_names()
-    assert funcs[: len(ref)] == ref  # same order; extras (sgd_step_many) come after their section
+    assert [f for f in funcs if f in ref] == ref  # same order; extras (sgd_step_many) come after their section
+    assert funcs.index("sgd_step_many") == funcs.index("sgd_step") + 1
     for n in ref:
         assert inspect.signature(getattr(G, n)) == inspect.signature(getattr(R, n)), n
     assert set(funcs) - set(ref) == {"sgd_step_many"}
@@ -185,6 +186,16 @@ def test_launches_match_the_kernel_signatures(launches, dtype):
     assert names(launches) == [f"sgd_step_many_{s}"] * 2
     assert G.sgd_step_many([], [], None, 0.1, 0.0, 0.0, 0.0, False, True) == []
 
+    for amsgrad in (False, True):
+        p, g, m, v, x = (fake(np.ones(10, dtype)) for _ in range(5))
+        launches.clear()
+        assert G.adam_step(p, g, m, v, x, 3, 1e-3, 0.9, 0.999, 1e-8, 0.01, amsgrad, False, True) is p
+        assert names(launches) == [f"adam_step_{s}"]
+    launches.clear()
+    e = fake(np.ones(0, dtype))
+    assert G.adam_step(e, e.copy(), e.copy(), e.copy(), None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False) is e
+    assert not launches
+
 
 def test_sgd_step_many_chunk_table(launches):
     """Each chunk names its tensor and first element; together they cover every element once."""
@@ -209,6 +220,13 @@ def test_strided_inputs_are_copied_and_written_arguments_are_not(launches):
         G.linear_forward_epilogue(fake(np.ones((4, 6), np.float32)), None, True, fake(np.ones((6, 4), np.float32)).T)
     with pytest.raises(ValueError, match="param must be C-contiguous"):
         G.sgd_step(y, fake(np.ones((6, 4), np.float32)), None, 0.1, 0.0, 0.0, 0.0, False, True)
+    z = fake(np.zeros((6, 4), np.float32))
+    for k in (0, 2, 3):        # param, exp_avg, exp_avg_sq: written in place, never copied
+        args = [z.copy(), z.copy(), z.copy(), z.copy()]
+        args[k] = y
+        with pytest.raises(ValueError, match=["param", "", "exp_avg", "exp_avg_sq"][k] + " must be C-contiguous"):
+            G.adam_step(*args, None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    G.adam_step(z.copy(), y, z.copy(), z.copy(), None, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)  # grad: copied
 
 
 def test_labels_are_checked_before_launch(launches, monkeypatch):
@@ -268,7 +286,26 @@ def bad_calls(xp):
         ("sgd_step", (f32(3), f32(3), f64(3), 0.1, 0.9, 0.0, 0.0, False, True)),
         ("sgd_step", (big[:3], big[1:4], None, 0.1, 0.0, 0.0, 0.0, False, True)),
         ("sgd_step", (big[:3], f32(3), big[2:5], 0.1, 0.9, 0.0, 0.0, False, True)),
+        ("adam_step", (xp(np.ones(3, np.float16)), f32(3), f32(3), f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f64(3), f32(3), f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), f64(3), f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), f32(3), f64(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), f32(3), f32(3), None, 1, *ADAM_AMS)),
+        ("adam_step", (f32(3), f32(3), f32(3), f32(3), f64(3), 1, *ADAM_AMS)),
+        ("adam_step", (f32(3), f32(3), f32(3), f32(3), None, 0, *ADAM)),
+        ("adam_step", (f32(3), f32(4), f32(3), f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), f32((3, 1)), f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), f32(3), f32(3), f32(2), 1, *ADAM_AMS)),
+        ("adam_step", (f32(3), f32(3), f32((1, 3))[:, ::1].T, f32(3), None, 1, *ADAM)),
+        ("adam_step", (big[:3], big[:3], f32(3), f32(3), None, 1, *ADAM)),
+        ("adam_step", (big[:3], f32(3), big[2:5], f32(3), None, 1, *ADAM)),
+        ("adam_step", (f32(3), f32(3), big[:3], big[1:4], None, 1, *ADAM)),
+        ("adam_step", (f32(3), big[:3], f32(3), f32(3), big[2:5], 1, *ADAM_AMS)),
     ]
+
+
+ADAM = (1e-3, 0.9, 0.999, 1e-8, 0.01, False, False, True)      # lr, betas, eps, weight_decay, amsgrad, maximize, decoupled
+ADAM_AMS = (1e-3, 0.9, 0.999, 1e-8, 0.01, True, True, False)
 
 
 def test_bad_arguments_raise_as_the_cpu_kernels_do_before_any_launch(launches):

@@ -382,3 +382,30 @@ def test_pointer_arguments_reach_the_kernel_as_addresses():
     out, a = emucupy.empty(1, np.int64), emucupy.empty(3, np.float32)
     run(code, "k", (1,), (1,), out, a)
     assert int(out[0]) == a.data.ptr == ctypes.addressof(ctypes.c_char.from_address(a.data.ptr))
+
+
+def adam_check(amsgrad):
+    """adam_step on the emulated GPU against reference.py, bit for bit, over a few steps."""
+    rng = np.random.default_rng(4)
+    p0 = rng.standard_normal(3000).astype(np.float32)
+    arrays = [emucupy.asarray(p0)] + [emucupy.asarray(np.zeros(3000, np.float32)) for _ in range(3)]
+    ref = [p0.copy()] + [np.zeros(3000, np.float32) for _ in range(3)]
+
+    def check():
+        for t in (1, 2, 3):
+            g = rng.standard_normal(3000).astype(np.float32) * np.float32(4 - t)   # shrinking: vmax holds
+            opts = (t, 1e-2, 0.9, 0.999, 1e-8, 0.01, amsgrad, False, False)
+            G.adam_step(arrays[0], emucupy.asarray(g), arrays[1], arrays[2], arrays[3] if amsgrad else None, *opts)
+            R.adam_step(ref[0], g, ref[1], ref[2], ref[3] if amsgrad else None, *opts)
+        for a, r in zip(arrays, ref):
+            np.testing.assert_array_equal(a.get(), r)
+    return check
+
+
+def test_adam_kernel_matches_and_its_mutants_are_caught(mutant):
+    """The kernel as it is passes the check; one that takes amsgrad's maximum the wrong way
+    round (the minimum) fails it. (Each mutant is a g++ build: one is enough here.)"""
+    with emucupy.installed():
+        adam_check(True)()
+    mutant("adam", "(a >= v || a != a) ? a : v", "(a >= v || a != a) ? v : a")
+    assert caught(adam_check(True))

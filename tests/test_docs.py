@@ -121,7 +121,7 @@ def test_tour_states_the_convention_and_follows_the_step():
                  ("tinytl/kernels/cuda/linear.cu", "linear_forward_epilogue"),
                  ("tinytl/kernels/reference.py", "softmax_xent"),
                  ("tinytl/kernels/reference.py", "linear_backward_epilogue"),
-                 ("tinytl/kernels/reference.py", "sgd_step"), ("tinytl/optim.py", "SGD"),
+                 ("tinytl/kernels/reference.py", "sgd_step"), ("tinytl/optim/sgd.py", "SGD"),
                  ("tinytl/transfer/freezing.py", "freeze"), ("tinytl/transfer/weights.py", "transfer_weights")]:
         assert must in named, must
     # the sections come in the order the data flows
@@ -150,13 +150,14 @@ def public_names():
               if inspect.isfunction(o) and o.__module__ == transfer.__name__ and not n.startswith("_")]
     names += [("tinytl.io", n) for n in io.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
-    names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available"),
-              ("tinytl.optim", "SGD")]
+    names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available")]
+    names += [("tinytl.optim", n) for n in optim.__all__]
+    names += [("tinytl.optim.lr_scheduler", n) for n in optim.lr_scheduler.__all__]
     names += [("tinytl.kernels.backend_info()", k) for k in kernels.backend_info()]
     names += [("tinytl.backend", n) for n in _module_functions(backend) + ["DEVICES"]]
     names += [("tinytl.demo", n) for n in demo.__all__]
     names += [("tinytl.demo.DemoConfig", f.name) for f in dataclasses.fields(demo.DemoConfig)]
-    for cls in (tl.Tensor, nn.Module, optim.SGD):
+    for cls in (tl.Tensor, nn.Module, optim.SGD, optim.Adam, optim.lr_scheduler.LRScheduler):
         names += [(cls.__name__, n) for n in dir(cls) if not n.startswith("_")]
     return sorted(set(names))
 
@@ -318,7 +319,16 @@ def render_api():
     out += ["## `tl.nn.functional` (also `tl.functional`)", ""]
     out += [_entry(f"nn.functional.{n}", getattr(nn.functional, n)) for n in nn.functional.__all__] + [""]
 
-    out += ["## `tl.optim`", "", _entry("tl.optim.SGD", optim.SGD), ""] + _members(optim.SGD, "SGD") + [""]
+    out += ["## `tl.optim`", "", _summary(optim), ""]
+    for cls in (optim.SGD, optim.Adam, optim.AdamW):
+        out += [_entry(f"tl.optim.{cls.__name__}", cls)] + ["  " + m for m in _members(cls, cls.__name__)]
+    out += [_entry("tl.optim.Optimizer", optim.Optimizer), "  - what every optimizer above has from it:"]
+    out += ["  " + m for m in _members(optim.Optimizer, "Optimizer")] + [""]
+    out += ["### `tl.optim.lr_scheduler`", "", _summary(optim.lr_scheduler), ""]
+    for n in optim.lr_scheduler.__all__:
+        obj = getattr(optim.lr_scheduler, n)
+        out += [_entry(f"lr_scheduler.{n}", obj)] + ["  " + m for m in _members(obj, n)]
+    out += [""]
 
     out += ["## `tl.transfer`", "", _summary(transfer), ""]
     for n in transfer.__all__:

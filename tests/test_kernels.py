@@ -2,7 +2,7 @@
 
 Random shapes come from hypothesis (batch 1 and empty batches included), in both dtypes,
 with C-contiguous and strided inputs, and with ``out`` aliasing the input. SGD is also
-checked against an update computed by hand for every option combination. The threaded
+checked against an update computed by hand for every option combination, and so is Adam. The threaded
 path (large arrays) has its own cases. Arguments the binding must refuse are in
 test_kernels_fuzz.py.
 """
@@ -284,6 +284,106 @@ def test_sgd_step_ignores_buf_without_momentum():
     np.testing.assert_array_equal(p, 0.5)
 
 
+# ------------------------------------------------------------------ adam ----
+
+def adam_by_hand(p, g, m, v, vmax, t, lr, b1, b2, eps, wd, amsgrad, maximize, decoupled):
+    """torch.optim.Adam's / AdamW's rule written out element by element, in float64."""
+    p, g, m, v = (a.astype(np.float64).ravel().copy() for a in (p, g, m, v))
+    vmax = None if vmax is None else vmax.astype(np.float64).ravel().copy()
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if decoupled:
+            p[i] *= 1 - lr * wd
+        else:
+            gi += wd * p[i]
+        m[i] = b1 * m[i] + (1 - b1) * gi
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi
+        vh = v[i]
+        if amsgrad:
+            vmax[i] = max(vmax[i], v[i])
+            vh = vmax[i]
+        p[i] -= lr / (1 - b1 ** t) * m[i] / (np.sqrt(vh) / np.sqrt(1 - b2 ** t) + eps)
+    return p, m, v, vmax
+
+
+# (amsgrad, maximize, weight_decay, decoupled)
+ADAM_OPTIONS = [(a, mx, wd, d) for a, mx, wd, d in itertools.product([False, True], [False, True], [0.0, 0.1],
+                                                                       [False, True]) if wd or not d]
+
+
+def adam_state(rng, shape, dtype):
+    """(param, exp_avg, exp_avg_sq, max_exp_avg_sq) as after a few steps: v >= 0, vmax >= v mostly."""
+    p, m = data(rng, shape, dtype), data(rng, shape, dtype)
+    v = np.abs(data(rng, shape, dtype)) * dtype(0.1)
+    vmax = v * dtype(1.5) if v.size else v.copy()
+    if v.size:
+        vmax.flat[::3] = v.flat[::3] * dtype(0.5)   # below v: the maximum switches there
+    return p, m, v, vmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("amsgrad,maximize,wd,decoupled", ADAM_OPTIONS)
+@pytest.mark.parametrize("t", [1, 7])
+def test_adam_step_every_option(dtype, amsgrad, maximize, wd, decoupled, t):
+    rng = np.random.default_rng(11)
+    p0, m0, v0, x0 = adam_state(rng, 41, dtype)
+    g = data(rng, 41, dtype)
+    p, m, v, x = p0.copy(), m0.copy(), v0.copy(), x0.copy()
+    args = (t, 0.01, 0.9, 0.999, 1e-8, wd, amsgrad, maximize, decoupled)
+    assert C.adam_step(p, g, m, v, x if amsgrad else None, *args) is p
+    want = adam_by_hand(p0, g, m0, v0, x0 if amsgrad else None, *args)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-15)
+    for got, w in zip((p, m, v, x), want):
+        if w is not None:
+            np.testing.assert_allclose(got, w, **tol)
+    # and bit for bit against the reference (same float operations, no FMA contraction)
+    r = [a.copy() for a in (p0, m0, v0, x0)]
+    R.adam_step(r[0], g, r[1], r[2], r[3] if amsgrad else None, *args)
+    for got, ref in zip((p, m, v, x) if amsgrad else (p, m, v), r):
+        np.testing.assert_array_equal(got, ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.sampled_from([(), (0,), (1,), (5, 0), (3, 4), (2, 3, 5), (70000,), (300, 257)]),
+       dtype=st.sampled_from(DTYPES), opts=st.sampled_from(ADAM_OPTIONS), steps=st.integers(1, 3),
+       lr=st.sampled_from([1e-3, 0.1]), betas=st.sampled_from([(0.9, 0.999), (0.0, 0.5), (0.5, 0.0)]),
+       how=st.sampled_from(LAYOUTS), seed=seeds)
+def test_adam_step_many_steps(shape, dtype, opts, steps, lr, betas, how, seed):
+    """Any shape, layout of grad, option and step count matches the reference bit for bit."""
+    amsgrad, maximize, wd, decoupled = opts
+    rng = np.random.default_rng(seed)
+    arrays = [np.zeros(shape, dtype) for _ in range(3)]
+    arrays.insert(0, data(rng, shape, dtype))
+    ref = [a.copy() for a in arrays]
+    for t in range(1, steps + 1):
+        g = data(rng, shape, dtype)
+        opts_t = (t, lr, *betas, 1e-8, wd, amsgrad, maximize, decoupled)
+        R.adam_step(ref[0], g, ref[1], ref[2], ref[3] if amsgrad else None, *opts_t)
+        C.adam_step(arrays[0], layout(g, how), arrays[1], arrays[2], arrays[3] if amsgrad else None, *opts_t)
+    for a, b in zip(arrays, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_step_large_is_threaded_and_exact(dtype):
+    rng = np.random.default_rng(5)
+    n = (1 << 21) + 5
+    p, g = data(rng, n, dtype), data(rng, n, dtype)
+    arrays = [p] + [np.zeros(n, dtype) for _ in range(3)]
+    ref = [a.copy() for a in arrays]
+    for t in (1, 2):
+        C.adam_step(arrays[0], g, *arrays[1:], t, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False, True)
+        R.adam_step(ref[0], g, *ref[1:], t, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False, True)
+    for a, b in zip(arrays, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_step_ignores_max_exp_avg_sq_without_amsgrad():
+    p, g, m, v = np.ones(4, np.float32), np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32)
+    C.adam_step(p, g, m, v, "anything", 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    np.testing.assert_allclose(p, 0.9, rtol=1e-6)   # the first step moves by lr * sign(grad)
+
+
 def test_module_is_a_table_of_contents():
     """The binding exposes exactly the reference's kernels, under the same names."""
     from tinytl import _C
@@ -309,7 +409,11 @@ gy, gb = C.linear_backward_epilogue(y, y, True, True)
 fy = C.linear_forward_epilogue(y, gb, True)
 for first in (True, False):
     C.sgd_step(p, p * 0.5, buf, 0.01, 0.9, 0.0, 1e-4, True, first)
-np.savez(sys.argv[1], threads=_C.max_threads(), loss=loss, gz=gz, gy=gy, gb=gb, fy=fy, p=p, buf=buf)
+q, m, v, vmax = p * 2, np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+for t in (1, 2):
+    C.adam_step(q, p * 0.5, m, v, vmax, t, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False, False)
+np.savez(sys.argv[1], threads=_C.max_threads(), loss=loss, gz=gz, gy=gy, gb=gb, fy=fy, p=p, buf=buf, q=q, m=m, v=v,
+         vmax=vmax)
 """
 
 
@@ -327,5 +431,5 @@ def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
                        cwd=tmp_path)
         out[n] = dict(np.load(path))
     assert int(out[1]["threads"]) == 1 and int(out[3]["threads"]) == 3
-    for k in ("loss", "gz", "gy", "gb", "fy", "p", "buf"):
+    for k in ("loss", "gz", "gy", "gb", "fy", "p", "buf", "q", "m", "v", "vmax"):
         np.testing.assert_array_equal(out[1][k], out[3][k], err_msg=k)

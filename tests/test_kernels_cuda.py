@@ -7,7 +7,7 @@ The same standard as test_kernels.py for the C++ twins: random shapes from hypot
 and several strips of rows for the bias gradient; a warp or a block per softmax row),
 determinism (the same bits twice), and bad arguments (the CPU kernels' exceptions and
 messages, nothing written). Where the float operations are the same as NumPy's
-(the linear epilogues, SGD) the results must match bit for bit.
+(the linear epilogues, SGD, Adam) the results must match bit for bit.
 
 Where CuPy sees a GPU, ``cp`` is CuPy. Elsewhere (CI) it is ``emucupy.make_cupy()``: the
 same .cu files, compiled with g++ and run on the CPU by tests/emu/cuda_on_cpu.h (threads
@@ -340,6 +340,54 @@ def test_sgd_step_ignores_buf_without_momentum():
     np.testing.assert_array_equal(host(p), 0.5)
 
 
+# ------------------------------------------------------------------ adam ----
+
+# (amsgrad, maximize, weight_decay, decoupled)
+ADAM_OPTIONS = [(a, mx, wd, d) for a, mx, wd, d in itertools.product([False, True], [False, True], [0.0, 0.1],
+                                                                       [False, True]) if wd or not d]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("amsgrad,maximize,wd,decoupled", ADAM_OPTIONS)
+def test_adam_step_every_option_bit_for_bit(dtype, amsgrad, maximize, wd, decoupled):
+    rng = np.random.default_rng(9)
+    p0, g, m0 = (data(rng, 1037, dtype) for _ in range(3))
+    v0 = np.abs(data(rng, 1037, dtype)) * dtype(0.1)
+    x0 = v0 * dtype(1.5)
+    x0[::3] = v0[::3] * dtype(0.5)                  # below v there: the maximum switches
+    arrays = [gpu(a) for a in (p0, m0, v0, x0)]
+    args = (7, 0.01, 0.9, 0.999, 1e-8, wd, amsgrad, maximize, decoupled)
+    assert G.adam_step(arrays[0], gpu(g), arrays[1], arrays[2], arrays[3] if amsgrad else None, *args) is arrays[0]
+    ref = [a.copy() for a in (p0, m0, v0, x0)]
+    R.adam_step(ref[0], g, ref[1], ref[2], ref[3] if amsgrad else None, *args)
+    for a, r in zip(arrays, ref):
+        np.testing.assert_array_equal(host(a), r)   # no FMA, IEEE sqrt and division: NumPy's roundings
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.sampled_from([(), (0,), (1,), (5, 0), (3, 4), (2, 3, 5), (70000,), (300, 257)]),
+       dtype=st.sampled_from(DTYPES), opts=st.sampled_from(ADAM_OPTIONS), steps=st.integers(1, 3),
+       betas=st.sampled_from([(0.9, 0.999), (0.0, 0.5)]), how=st.sampled_from(LAYOUTS), seed=seeds)
+def test_adam_step_many_steps(shape, dtype, opts, steps, betas, how, seed):
+    amsgrad, maximize, wd, decoupled = opts
+    rng = np.random.default_rng(seed)
+    ref = [data(rng, shape, dtype)] + [np.zeros(shape, dtype) for _ in range(3)]
+    arrays = [gpu(a) for a in ref]
+    for t in range(1, steps + 1):
+        g = data(rng, shape, dtype)
+        opts_t = (t, 1e-3, *betas, 1e-8, wd, amsgrad, maximize, decoupled)
+        R.adam_step(ref[0], g, ref[1], ref[2], ref[3] if amsgrad else None, *opts_t)
+        G.adam_step(arrays[0], gpu(g, how), arrays[1], arrays[2], arrays[3] if amsgrad else None, *opts_t)
+    for a, r in zip(arrays, ref):
+        np.testing.assert_array_equal(host(a), r)
+
+
+def test_adam_step_ignores_max_exp_avg_sq_without_amsgrad():
+    p, g, m, v = cp.ones(4, np.float32), cp.ones(4, np.float32), cp.zeros(4, np.float32), cp.zeros(4, np.float32)
+    G.adam_step(p, g, m, v, "anything", 1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    np.testing.assert_allclose(host(p), 0.9, rtol=1e-6)
+
+
 # ------------------------------------------------------------ all kernels ----
 
 def test_bad_arguments_raise_as_the_cpu_kernels_do_and_write_nothing():
@@ -389,7 +437,9 @@ def test_kernels_are_compiled_once_and_errors_point_into_the_cu_file():
         cp.RawModule(code=code, options=("--std=c++17",)).get_function("k")
 
 
-def test_a_training_step_on_the_gpu_matches_the_cpu():
+@pytest.mark.parametrize("opt_name,opt_kwargs", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=1e-4)),
+                                                 ("AdamW", dict(lr=0.01, amsgrad=True))])
+def test_a_training_step_on_the_gpu_matches_the_cpu(opt_name, opt_kwargs):
     import tinytl as tl
     from tinytl import nn
     rng = np.random.default_rng(3)
@@ -398,7 +448,7 @@ def test_a_training_step_on_the_gpu_matches_the_cpu():
     for device in ("cpu", "cuda"):
         tl.manual_seed(0)
         model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 5)).to(device)
-        opt = tl.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        opt = getattr(tl.optim, opt_name)(model.parameters(), **opt_kwargs)
         xb, yb = tl.tensor(x, device=device), tl.tensor(y, device=device)
         out = []
         for _ in range(3):

@@ -234,6 +234,25 @@ def test_fuzz_sgd_step(shape, st_data, momentum, with_buf, nesterov, first):
         close(buf, ref_args[2], param.dtype)
 
 
+# ------------------------------------------------------------------ adam ----
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=st.sampled_from([(), (0,), (1,), (3,), (2, 3), (1, 0, 2)]), st_data=st.data(),
+       amsgrad=st.booleans(), with_max=st.booleans(), maximize=st.booleans(), decoupled=st.booleans(),
+       step=st.sampled_from([0, 1, 5]))
+def test_fuzz_adam_step(shape, st_data, amsgrad, with_max, maximize, decoupled, step):
+    param, grad, exp_avg, exp_avg_sq = (st_data.draw(arrays(shape)) for _ in range(4))
+    vmax = st_data.draw(arrays(shape)) if with_max else None
+    args = [param, grad, exp_avg, exp_avg_sq, vmax, step, 0.01, 0.9, 0.999, 1e-8, 0.01, amsgrad, maximize, decoupled]
+    names = ["param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
+    want, got, ref_args = call_both("adam_step", args, [0, 2, 3, 4] if with_max else [0, 2, 3], names)
+    if got is None:
+        return
+    assert got is param and step >= 1
+    for i in (0, 2, 3) + ((4,) if amsgrad else ()):
+        close(args[i], ref_args[i], param.dtype)
+
+
 # ------------------------------------------- in-place writes are never lost ----
 
 def _calls(dtype_bad=np.float64):
@@ -245,7 +264,18 @@ def _calls(dtype_bad=np.float64):
         ("softmax_xent", lambda o: (z((4, 3), f32), np.zeros(4, np.int64), "mean", o), "out"),
         ("sgd_step", lambda p: (p, z((4, 3), f32), z((4, 3), f32), 0.1, 0.9, 0.0, 0.0, False, True), "param"),
         ("sgd_step", lambda b: (z((4, 3), f32), z((4, 3), f32), b, 0.1, 0.9, 0.0, 0.0, False, True), "buf"),
+        ("adam_step", lambda p: (p, z((4, 3), f32), z((4, 3), f32), z((4, 3), f32), z((4, 3), f32), 1, *_ADAM),
+         "param"),
+        ("adam_step", lambda m: (z((4, 3), f32), z((4, 3), f32), m, z((4, 3), f32), z((4, 3), f32), 1, *_ADAM),
+         "exp_avg"),
+        ("adam_step", lambda v: (z((4, 3), f32), z((4, 3), f32), z((4, 3), f32), v, z((4, 3), f32), 1, *_ADAM),
+         "exp_avg_sq"),
+        ("adam_step", lambda x: (z((4, 3), f32), z((4, 3), f32), z((4, 3), f32), z((4, 3), f32), x, 1, *_ADAM),
+         "max_exp_avg_sq"),
     ]
+
+
+_ADAM = (1e-3, 0.9, 0.999, 1e-8, 0.01, True, False, True)   # lr, betas, eps, weight_decay, amsgrad, maximize, decoupled
 
 
 @pytest.mark.parametrize("kernel,make,name", _calls(), ids=lambda v: v if isinstance(v, str) else "")
@@ -305,6 +335,23 @@ def test_partial_overlap_is_refused():
     p = np.zeros(12, np.float32)
     with pytest.raises(ValueError, match="buf overlaps param"):
         C.sgd_step(p, np.zeros(12, np.float32), p, 0.1, 0.9, 0.0, 0.0, False, True)
+
+
+def test_adam_step_refuses_every_overlap_even_grad_as_param():
+    """AdamW scales param before the reference reads grad: grad may not be param itself."""
+    p, m, v = np.zeros(12, np.float32), np.zeros(12, np.float32), np.zeros(12, np.float32)
+    with pytest.raises(ValueError, match="grad overlaps param; pass a separate array"):
+        C.adam_step(p, p, m, v, None, 1, *_ADAM[:5], False, False, True)
+    with pytest.raises(ValueError, match="exp_avg_sq overlaps exp_avg"):
+        C.adam_step(p, np.zeros(12, np.float32), m, m, None, 1, *_ADAM[:5], False, False, True)
+    base = np.zeros(13, np.float32)
+    with pytest.raises(ValueError, match="max_exp_avg_sq overlaps exp_avg_sq"):
+        C.adam_step(p, np.zeros(12, np.float32), m, base[:12], base[1:], 1, *_ADAM)
+    with pytest.raises(ValueError, match="max_exp_avg_sq is required"):
+        C.adam_step(p, np.zeros(12, np.float32), m, v, None, 1, *_ADAM)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        C.adam_step(p, np.zeros(12, np.float32), m, v, None, 0, *_ADAM[:5], False, False, True)
+    assert not p.any() and not m.any() and not v.any()
 
 
 def test_momentum_without_buf_is_refused():

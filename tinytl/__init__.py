@@ -1,7 +1,7 @@
 """tinytl: a small, readable and fast deep-learning engine for transfer learning.
 
 Start reading at ``tinytl/tensor.py`` (the autograd), then
-``tinytl/functional.py``, ``tinytl/nn/``, ``tinytl/optim.py`` and
+``tinytl/functional.py``, ``tinytl/nn/``, ``tinytl/optim/`` and
 ``tinytl/transfer/``; ``docs/tour.md`` walks through them in order.
 """
 from . import backend, kernels

@@ -7,7 +7,7 @@ This layer only does what the binding refuses to do silently:
 - it allocates ``out`` when it is None;
 - it makes read-only *inputs* C-contiguous (a strided view of the right dtype is
   copied, as NumPy would); dtypes are never converted here.
-In-place arguments (``out``, ``param``, ``buf``) are passed as they are: a copy
+In-place arguments (``out``, ``param``, ``buf``, the Adam moments) are passed as they are: a copy
 would lose the write, so a wrong one is an error from the binding.
 
 Read next: ``csrc/bindings.cpp`` (the checks), then ``csrc/linear.cpp``.
@@ -23,6 +23,7 @@ _C_linear_forward_epilogue = _C.linear_forward_epilogue
 _C_linear_backward_epilogue = _C.linear_backward_epilogue
 _C_softmax_xent = _C.softmax_xent
 _C_sgd_step = _C.sgd_step
+_C_adam_step = _C.adam_step
 
 
 def _input(a):
@@ -73,3 +74,15 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
     """
     return _C_sgd_step(param, _input(grad), buf, lr, momentum, dampening, weight_decay, nesterov, first_step,
                        stream)
+
+
+# ------------------------------------------------------------------ adam ----
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+              amsgrad, maximize, decoupled_weight_decay):
+    """torch.optim.Adam's / AdamW's update, in place on ``param`` and the moments (see reference.py).
+
+    One pass over the elements (csrc/adam.cpp) where the reference makes several.
+    """
+    return _C_adam_step(param, _input(grad), exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
+                        weight_decay, amsgrad, maximize, decoupled_weight_decay)

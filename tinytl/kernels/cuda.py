@@ -21,7 +21,7 @@ CuPy is imported through ``tinytl.backend`` on the first call, never at ``import
 Launches per call: linear_forward_epilogue 1; linear_backward_epilogue 1, or 2 when the
 bias gradient spans several strips of rows (N > 256); softmax_xent 3 (label check, rows, loss sum)
 plus one device-to-host read of the label check; sgd_step 1; sgd_step_many 1 for a
-whole list of parameters. The reductions (bias gradient, loss) add in a fixed order:
+whole list of parameters; adam_step 1. The reductions (bias gradient, loss) add in a fixed order:
 the results are deterministic.
 
 Read next: ``tinytl/kernels/cuda/linear.cu``.
@@ -417,3 +417,59 @@ def _on(device, a):
     cp = backend.cupy_if_loaded()
     with cp.cuda.Device(device):
         return cp.asarray(a)
+
+
+# ------------------------------------------------------------------ adam ----
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+              amsgrad, maximize, decoupled_weight_decay):
+    """torch.optim.Adam's / AdamW's update, in place on ``param`` and the moments; see reference.py.
+
+    One launch. The scalars (bias corrections from ``step``) are computed here in double,
+    as reference.py computes them, and cast to the kernel's dtype.
+    """
+    fn = "adam_step"
+    dev = _current_device()
+    param = _gpu(fn, param, "param", dev)
+    f32 = _is_f32(fn, param, "param")
+    grad = _input(fn, grad, "grad", dev)
+    _check_dtype(fn, grad, "grad", f32, "param")
+    exp_avg = _gpu(fn, exp_avg, "exp_avg", dev)
+    _check_dtype(fn, exp_avg, "exp_avg", f32, "param")
+    exp_avg_sq = _gpu(fn, exp_avg_sq, "exp_avg_sq", dev)
+    _check_dtype(fn, exp_avg_sq, "exp_avg_sq", f32, "param")
+    if amsgrad:
+        if max_exp_avg_sq is not None:
+            max_exp_avg_sq = _gpu(fn, max_exp_avg_sq, "max_exp_avg_sq", dev, optional=True)
+        if max_exp_avg_sq is None:
+            raise ValueError(f"{fn}: max_exp_avg_sq is required when amsgrad is True")
+        _check_dtype(fn, max_exp_avg_sq, "max_exp_avg_sq", f32, "param")
+    else:
+        max_exp_avg_sq = None  # not read, whatever it is (as in reference.py)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"{fn}: step must be an int, got {type(step).__name__}")
+    if step < 1:
+        raise ValueError(f"{fn}: step must be >= 1 (the number of this step), got {step}")
+    arrays = [(param, "param"), (grad, "grad"), (exp_avg, "exp_avg"), (exp_avg_sq, "exp_avg_sq")]
+    if max_exp_avg_sq is not None:
+        arrays.append((max_exp_avg_sq, "max_exp_avg_sq"))
+    for a, name in arrays:
+        if name != "grad":
+            _check_written(fn, a, name)
+    for a, name in arrays[1:]:
+        _check_shape(fn, a, name, param.shape)
+    # every array apart from every other (AdamW scales param before the gradient is read)
+    for k, (a, name) in enumerate(arrays):
+        for b, bname in arrays[:k]:
+            _check_overlap(fn, a, name, b, bname, False)
+
+    if param.size:
+        t = param.dtype.type
+        wd_mode = 0 if weight_decay == 0 else 2 if decoupled_weight_decay else 1
+        _typed("adam", fn, param.dtype, dev)(
+            _grid(param.size, dev), (_THREADS,),
+            (param, grad, exp_avg, exp_avg_sq, _NULL if max_exp_avg_sq is None else max_exp_avg_sq,
+             t(-1 if maximize else 1), t(1 - lr * weight_decay), t(weight_decay), t(1 - beta1), t(beta2),
+             t(1 - beta2), t(-(lr / (1 - beta1 ** step))), t((1 - beta2 ** step) ** 0.5), t(eps),
+             np.int32(wd_mode), np.int32(bool(amsgrad)), np.int64(param.size)))
+    return param

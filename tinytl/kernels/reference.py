@@ -101,3 +101,38 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
         d = d + momentum * buf if nesterov else buf
     param -= lr * d
     return param
+
+
+# ------------------------------------------------------------------ adam ----
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+              amsgrad, maximize, decoupled_weight_decay):
+    """torch.optim.Adam's (and AdamW's) update, in place on ``param`` and the moments.
+
+    ``step`` is the number of this step (1 on the first); with t = step:
+    g = -grad if maximize else grad
+    param *= 1 - lr * weight_decay             (AdamW: decoupled_weight_decay=True)
+    g = g + weight_decay * param               (Adam: L2 added to the gradient)
+    m = m + (1 - beta1) * (g - m)              (exp_avg; torch's lerp)
+    v = beta2 * v + (1 - beta2) * g * g        (exp_avg_sq)
+    vmax = max(vmax, v); v_hat = vmax          (amsgrad; else v_hat = v)
+    param += -(lr / (1 - beta1**t)) * m / (sqrt(v_hat) / sqrt(1 - beta2**t) + eps)
+    The bias corrections are computed in double from t, then every array operation runs
+    in the parameter's dtype, in torch's order. ``max_exp_avg_sq`` is None unless amsgrad.
+    """
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * param
+    exp_avg += (1 - beta1) * (g - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
+    if amsgrad:
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    v = max_exp_avg_sq if amsgrad else exp_avg_sq
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(v) / (1 - beta2 ** step) ** 0.5 + eps
+    param += -step_size * exp_avg / denom
+    return param

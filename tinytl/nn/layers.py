@@ -6,7 +6,7 @@ by a ``ReLU`` into one ``functional.linear(..., relu=True)`` call (one fused
 epilogue kernel instead of two passes); the fusion is invisible from outside:
 the layers, their names and the state dict are unchanged.
 
-Read next: ``tinytl/nn/losses.py``, then ``tinytl/optim.py``.
+Read next: ``tinytl/nn/losses.py``, then ``tinytl/optim/``.
 """
 from __future__ import annotations
 
