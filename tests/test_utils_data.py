@@ -559,3 +559,16 @@ def test_torch_rejects_the_same_loader_arguments(kwargs, err, match):
     kwargs = {k: (None if k == "generator" else v) for k, v in kwargs.items()}
     with pytest.raises((TypeError, ValueError)):
         list(td.DataLoader(ds, **kwargs))
+
+
+def test_given_orders_match_torch():
+    torch = pytest.importorskip("torch")
+    import torch.utils.data as td
+    X = np.random.default_rng(0).random((10, 3)).astype(np.float64)
+    y = np.arange(10) % 3 == 0
+    ours, theirs = TensorDataset(X, y), td.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    order = [3, 1, 4, 1, 5, 9, 2, 6]
+    for kw in (dict(sampler=order, batch_size=3), dict(sampler=order, batch_size=3, drop_last=True),
+               dict(batch_sampler=[[0, 9], [5], [2, 2, 7]]), dict(sampler=order, batch_size=None)):
+        assert torch_sig(list(DataLoader(ours, **kw))) == torch_sig(list(td.DataLoader(theirs, **kw)))
+        assert len(DataLoader(ours, **kw)) == len(td.DataLoader(theirs, **kw))

@@ -96,6 +96,9 @@ class Dataset:
                 return tl.tensor([float(i)]), i * i
     """
 
+    def __init__(self):
+        pass
+
     def __getitem__(self, index):
         raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")
 
@@ -293,6 +296,8 @@ def random_split(dataset, lengths, generator=None):
     except TypeError as e:
         raise TypeError(f"random_split: dataset must have a length (a map-style dataset), "
                         f"got {type(dataset).__name__}") from e
+    if isinstance(lengths, np.ndarray) and lengths.ndim == 1:
+        lengths = lengths.tolist()
     if isinstance(lengths, (str, bytes)) or not isinstance(lengths, collections.abc.Sequence) or not lengths:
         raise TypeError(f"random_split: lengths must be a non-empty sequence of ints or fractions, "
                         f"got {lengths!r}")
@@ -847,7 +852,8 @@ class DataLoader:
         arrays, maps = plan
         b = self.batch_sampler.batch_size
         stop = len(idx) - len(idx) % b if self.batch_sampler.drop_last else len(idx)
-        contiguous = not maps and type(self.batch_sampler.sampler) is SequentialSampler
+        contiguous = (not maps and type(self.batch_sampler.sampler) is SequentialSampler
+                      and len(idx) <= len(arrays[0]))      # else np.take raises the IndexError
         for start in range(0, stop, b):
             if contiguous:                          # rows start..start+b: a copy of a slice
                 yield [Tensor(a[start:start + b].copy()) for a in arrays]
