@@ -572,3 +572,23 @@ def test_given_orders_match_torch():
                dict(batch_sampler=[[0, 9], [5], [2, 2, 7]]), dict(sampler=order, batch_size=None)):
         assert torch_sig(list(DataLoader(ours, **kw))) == torch_sig(list(td.DataLoader(theirs, **kw)))
         assert len(DataLoader(ours, **kw)) == len(td.DataLoader(theirs, **kw))
+
+
+def test_device_tensors_and_moves(device):
+    X, y = make(10)
+    tl.manual_seed(0)
+    cpu = list(DataLoader(TensorDataset(X, y), batch_size=4, shuffle=True))
+    tl.manual_seed(0)
+    dev = list(DataLoader(TensorDataset(tl.tensor(X, device=device), tl.tensor(y, device=device)),
+                          batch_size=4, shuffle=True))
+    for (xc, yc), (xd, yd) in zip(cpu, dev):
+        assert xc.device == "cpu" and xd.device == device and yd.device == device
+        np.testing.assert_array_equal(xd.numpy(), xc.numpy())
+        np.testing.assert_array_equal(yd.numpy(), yc.numpy())
+        assert xc.to(device).device == device                 # the user's move
+
+
+def test_collate_fn_set_after_init_is_obeyed():
+    loader = DataLoader(TensorDataset(*make(6)), batch_size=4)
+    loader.collate_fn = lambda batch: len(batch)
+    assert list(loader) == [4, 2]

@@ -802,7 +802,6 @@ class DataLoader:
         self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
         self.pin_memory_device, self.in_order, self.generator = pin_memory_device, in_order, generator
         self._auto_collation = batch_sampler is not None or (iterable and batch_size is not None)
-        self._default_collate = collate_fn is None
         self.collate_fn = collate_fn if collate_fn is not None else (
             default_collate if self._auto_collation else default_convert)
 
@@ -836,8 +835,9 @@ class DataLoader:
             for i in self.sampler:
                 yield self.collate_fn(self.dataset[i])
             return
-        plan = _fast_plan(self.dataset) if self._default_collate and type(self.batch_sampler) is BatchSampler \
-            else None
+        # read at each epoch (not fixed at __init__): attributes a user set since are obeyed
+        fast = self.collate_fn is default_collate and type(self.batch_sampler) is BatchSampler
+        plan = _fast_plan(self.dataset) if fast else None
         idx = _builtin_indices(self.batch_sampler.sampler) if plan is not None else None   # the draw
         if idx is not None:
             yield from self._gathered(plan, idx)
