@@ -149,6 +149,8 @@ def public_names():
     names += [("tinytl.transfer", n) for n, o in vars(transfer).items()
               if inspect.isfunction(o) and o.__module__ == transfer.__name__ and not n.startswith("_")]
     names += [("tinytl.io", n) for n in io.__all__]
+    from tinytl.utils import data as udata
+    names += [("tinytl.utils.data", n) for n in udata.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available")]
     names += [("tinytl.optim", n) for n in optim.__all__]
@@ -342,6 +344,9 @@ def render_api():
 
     out += ["## `tl.io`: checkpoints", ""] + [_entry(f"tl.io.{n}", getattr(io, n)) for n in io.__all__] + [""]
     out += ["## `tl.data`", "", _entry("tl.data.DataLoader", data.DataLoader), ""]
+    from tinytl.utils import data as udata
+    out += ["## `tl.utils.data`: datasets, samplers and the DataLoader", "", _summary(udata), ""]
+    out += [_entry(f"tl.utils.data.{n}", getattr(udata, n)) for n in udata.__all__] + [""]
     out += ["## `tl.datasets`", ""] + [_entry(f"tl.datasets.{n}", getattr(datasets, n))
                                        for n in datasets.__all__] + [""]
     out += ["## `tinytl.demo`: the experiment of `tinytl demo`", "",
