@@ -129,7 +129,9 @@ class LoRALinear(Module):
         if self.dropout > 0 and self.training:
             x = mul(x, self._dropout_mask(x))
         update = F.linear(F.linear(x, self.lora_A.weight, name="LoRA A"), self.lora_B.weight, name="LoRA B")
-        return y + mul(update, self.scaling)
+        if self.scaling != 1.0:                  # alpha == rank: no op, and nothing kept for it
+            update = mul(update, self.scaling)
+        return y + update
 
     def _dropout_mask(self, x: Tensor) -> Tensor:
         """Inverted dropout's mask: 0 with probability p, else 1 / (1 - p); from the global generator."""
