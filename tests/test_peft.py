@@ -371,11 +371,10 @@ def test_loading_an_adapter_into_a_model_without_adapters_says_which_keys_and_wh
 
 
 def test_peft_reads_tinytl_adapter_and_tinytl_reads_peft_adapter(tmp_path):
-    """Interop with HF PEFT on the same MLP, both ways (skipped without peft)."""
+    """Interop with HF PEFT on the same MLP, both ways, through PEFT's adapter folder (skipped without peft)."""
     torch = pytest.importorskip("torch")
     peft = pytest.importorskip("peft")
-    import json
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     def torch_mlp(sd):
         t = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8),
@@ -385,25 +384,23 @@ def test_peft_reads_tinytl_adapter_and_tinytl_reads_peft_adapter(tmp_path):
 
     pre = mlp(dtype=np.float64).state_dict()
     x = data(dtype=np.float64)
-    cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["0", "2"], modules_to_save=["4"])
 
-    # 1. tinytl -> PEFT: save lora_state_dict with PEFT's prefix and config, load with PeftModel
+    # 1. tinytl -> PEFT: save_lora writes the folder, PeftModel.from_pretrained reads it
     m = mlp(dtype=np.float64)
     T.add_lora(m, rank=2, alpha=4, targets=["0", "2"])
     randomize_B(m)
     m[4].weight.data[...] += 0.3                      # the head trained too
-    d1 = tmp_path / "from_tinytl"
-    cfg.save_pretrained(str(d1))
-    sd = T.lora_state_dict(m, prefix=T.peft.PEFT_PREFIX)
-    save_file({k: torch.tensor(v) for k, v in sd.items()}, str(d1 / "adapter_model.safetensors"))
-    pm = peft.PeftModel.from_pretrained(torch_mlp(pre), str(d1))
+    cfg = T.save_lora(m, tmp_path / "from_tinytl")
+    assert cfg["target_modules"] == ["0", "2"] and cfg["modules_to_save"] == ["4"] and cfg["r"] == 2
+    pm = peft.PeftModel.from_pretrained(torch_mlp(pre), str(tmp_path / "from_tinytl"))
     with torch.no_grad():
         theirs = pm(torch.tensor(x)).numpy()
     np.testing.assert_allclose(theirs, out(m, x), rtol=1e-10, atol=1e-12)
 
-    # 2. PEFT -> tinytl: train nothing, just set random adapter values in PEFT, save, load here
+    # 2. PEFT -> tinytl: random adapter values set in PEFT, save_pretrained, load_lora on a plain model
     torch.manual_seed(0)
-    pm2 = peft.get_peft_model(torch_mlp(pre), cfg)
+    pm2 = peft.get_peft_model(torch_mlp(pre), peft.LoraConfig(r=2, lora_alpha=4, target_modules=["0", "2"],
+                                                              modules_to_save=["4"]))
     with torch.no_grad():
         for n, p in pm2.named_parameters():
             if "lora_B" in n or "modules_to_save" in n:
@@ -411,14 +408,43 @@ def test_peft_reads_tinytl_adapter_and_tinytl_reads_peft_adapter(tmp_path):
         theirs = pm2(torch.tensor(x)).numpy()
     d2 = tmp_path / "from_peft"
     pm2.save_pretrained(str(d2))
-    keys = set(load_file(str(d2 / "adapter_model.safetensors")))
-    assert {"base_model.model.0.lora_A.weight", "base_model.model.2.lora_B.weight"} <= keys
-    assert json.loads((d2 / "adapter_config.json").read_text())["r"] == 2
+    assert set(load_file(str(d2 / "adapter_model.safetensors"))) == {
+        "base_model.model.0.lora_A.weight", "base_model.model.0.lora_B.weight", "base_model.model.2.lora_A.weight",
+        "base_model.model.2.lora_B.weight", "base_model.model.4.weight", "base_model.model.4.bias"}
     m2 = mlp(dtype=np.float64)
     m2.load_state_dict(pre)
-    T.add_lora(m2, rank=2, alpha=4, targets=["0", "2"])
-    T.load_lora_state_dict(m2, d2 / "adapter_model.safetensors")
+    assert T.load_lora(m2, d2) == ["0.lora_A.weight", "0.lora_B.weight", "2.lora_A.weight", "2.lora_B.weight",
+                                   "4.weight", "4.bias"]
+    assert isinstance(m2[0], T.LoRALinear) and m2[0].rank == 2 and m2[0].scaling == 2.0
     np.testing.assert_allclose(out(m2, x), theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_save_lora_and_load_lora_round_trip_without_peft(tmp_path):
+    """The folder layout alone: what PEFT's source writes (src/peft/utils/save_and_load.py: keys
+    prefixed with base_model.model., the adapter name dropped, a modules_to_save head as <path>.weight)."""
+    import json
+    m = nested()
+    T.add_lora(m, rank=2, alpha=3, targets=["1.*"])
+    randomize_B(m)
+    cfg = T.save_lora(m, tmp_path / "a", head=False)
+    on_disk = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert on_disk == cfg and on_disk["peft_type"] == "LORA" and on_disk["lora_alpha"] == 3.0
+    assert on_disk["target_modules"] == ["1.0.0", "1.1"] and on_disk["modules_to_save"] is None
+    assert sorted(tl.load(tmp_path / "a" / "adapter_model.safetensors")) == [
+        "base_model.model.1.0.0.lora_A.weight", "base_model.model.1.0.0.lora_B.weight",
+        "base_model.model.1.1.lora_A.weight", "base_model.model.1.1.lora_B.weight"]
+    fresh = nested()
+    T.load_lora(fresh, tmp_path / "a")
+    x = data(8, 5)
+    np.testing.assert_array_equal(out(fresh, x), out(m, x))
+    T.add_lora(m2 := nested(), rank=3, alpha=3, targets=["1.1"])
+    with pytest.raises(ValueError, match=r"load_lora: the model's adapters \['1.1'\] differ"):
+        T.load_lora(m2, tmp_path / "a")
+    T.add_lora(m, rank=3, targets=["0.0"])
+    with pytest.raises(ValueError, match="save_lora: the adapters differ in"):
+        T.save_lora(m, tmp_path / "b")
+    with pytest.raises(FileNotFoundError):
+        T.load_lora(nested(), tmp_path / "nothing")
 
 
 # ---------------------------------------------------------------- BitFit ----

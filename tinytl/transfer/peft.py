@@ -20,7 +20,10 @@ original layer is kept, untouched, as ``base_layer``; the factors are ``lora_A``
 ``<path>.base_layer.weight``, ``<path>.base_layer.bias``, ``<path>.lora_A.weight``,
 ``<path>.lora_B.weight``; and ``lora_state_dict(model, prefix="base_model.model.")``
 gives the keys of PEFT's saved ``adapter_model.safetensors`` (PEFT prefixes the
-model's names with ``base_model.model.`` and drops the adapter name ``default``).
+model's names with ``base_model.model.`` and drops the adapter name ``default``; a
+``modules_to_save`` head is saved as ``base_model.model.4.weight``). ``save_lora`` /
+``load_lora`` write and read PEFT's whole adapter folder (that file and
+``adapter_config.json``).
 
 PyTorch/PEFT equivalent::
 
@@ -460,6 +463,115 @@ def load_lora_state_dict(model: Module, state_or_path, prefix: str | None = None
                          + "\n  ".join(problems))
     model.load_state_dict(state, strict=False)    # checks shapes and dtypes, then copies all or nothing
     return [k for k in params if k in state]
+
+
+# ------------------------------------------------- PEFT's adapter folder ----
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"     # the two files of PEFT's save_pretrained
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def save_lora(model: Module, directory, head=None) -> dict:
+    """Write the adapter as PEFT's ``save_pretrained`` does: a folder holding
+    ``adapter_model.safetensors`` (``lora_state_dict(model, head, prefix="base_model.model.")``)
+    and ``adapter_config.json`` (a LoRA config: r, lora_alpha, lora_dropout, target_modules,
+    modules_to_save). ``peft.PeftModel.from_pretrained(torch_model, directory)`` loads it onto
+    the same architecture in PyTorch; ``load_lora`` loads it here.
+
+    Args:
+        model: the adapted Module (every adapter of one rank, alpha and dropout, as one PEFT config).
+        directory: the folder (created if needed; the two files are replaced atomically).
+        head: as in ``lora_state_dict``; the modules it takes become ``modules_to_save``.
+
+    Returns:
+        The config written, as a dict.
+    """
+    import json
+    fn = "save_lora"
+    state = lora_state_dict(model, head=head)
+    layers = _lora_layers(model)
+    settings = {(m.rank, m.alpha, m.dropout) for _, m in layers}
+    if len(settings) > 1:
+        raise ValueError(f"{fn}: the adapters differ in (rank, alpha, dropout) {sorted(settings)}; one PEFT "
+                         f"config holds one of each (save the groups from separate models)")
+    rank, alpha, dropout = settings.pop()
+    lora = [n for n, _ in layers]
+    extra = [k.rsplit(".", 1)[0] for k in state if _inside_lora(k.rsplit(".", 1)[0], lora) is None]
+    config = {"peft_type": "LORA", "task_type": None, "base_model_name_or_path": None, "inference_mode": True,
+              "r": rank, "lora_alpha": alpha, "lora_dropout": dropout, "bias": "none", "fan_in_fan_out": False,
+              "use_rslora": False, "use_dora": False, "target_modules": lora,
+              "modules_to_save": list(OrderedDict.fromkeys(extra)) or None}
+    from .. import io
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    io.save({PEFT_PREFIX + k: v for k, v in state.items()}, os.path.join(directory, ADAPTER_WEIGHTS))
+    text = json.dumps(config, indent=2).encode()
+    io.atomic_write(os.path.join(directory, ADAPTER_CONFIG), lambda f: f.write(text))
+    return config
+
+
+def _peft_targets(model: Module, targets, fn: str) -> list:
+    """The Linear names PEFT's ``target_modules`` selects: a list matches a name or a dotted
+    suffix of it ("q" matches "q" and "block.q"), a str is a regex over the full name."""
+    import re
+    names = [n for n, m in model.named_modules() if type(m) is Linear]
+    if isinstance(targets, str):
+        chosen = [n for n in names if re.fullmatch(targets, n)]
+        if not chosen:
+            raise ValueError(f"{fn}: target_modules {targets!r} matches no Linear of the model ({names})")
+        return chosen
+    chosen = []
+    for t in targets:
+        hit = [n for n in names if n == t or n.endswith("." + t)]
+        if not hit:
+            raise ValueError(f"{fn}: target_modules entry {t!r} matches no Linear of the model ({names})")
+        chosen += [n for n in hit if n not in chosen]
+    return [n for n in names if n in chosen]
+
+
+def load_lora(model: Module, directory) -> list:
+    """Load an adapter folder written by ``save_lora`` or by PEFT's ``save_pretrained`` (LoRA on
+    Linear layers): adds the adapters its config describes when ``model`` has none yet
+    (``add_lora`` with its r, lora_alpha, lora_dropout and target_modules), then loads the
+    weights with ``load_lora_state_dict``. Give the model its new head first (e.g.
+    ``replace_head``) when the adapter carries one.
+
+    Args:
+        model: the Module (the same architecture as the one the adapter was trained on).
+        directory: the folder holding ``adapter_config.json`` and ``adapter_model.safetensors``.
+
+    Returns:
+        The model parameter names that were loaded.
+
+    Raises:
+        FileNotFoundError: a file is missing. ValueError: a config tinytl cannot follow
+        (another peft_type, rsLoRA, DoRA, per-layer ranks), or keys that do not fit.
+    """
+    import json
+    fn = "load_lora"
+    _check_module(model, "model", fn)
+    directory = os.fspath(directory)
+    with open(os.path.join(directory, ADAPTER_CONFIG), encoding="utf-8") as f:
+        cfg = json.load(f)
+    if cfg.get("peft_type") != "LORA":
+        raise ValueError(f"{fn}: {ADAPTER_CONFIG} has peft_type {cfg.get('peft_type')!r}; only 'LORA' is supported")
+    for key in ("use_rslora", "use_dora"):
+        if cfg.get(key):
+            raise ValueError(f"{fn}: {ADAPTER_CONFIG} sets {key}; tinytl's LoRA is the plain alpha / r kind")
+    for key in ("rank_pattern", "alpha_pattern"):
+        if cfg.get(key):
+            raise ValueError(f"{fn}: {ADAPTER_CONFIG} sets {key} (per-layer values); tinytl's loader takes one "
+                             f"rank and alpha for every layer")
+    r, alpha = cfg.get("r", 8), float(cfg.get("lora_alpha", 8))
+    have = _lora_layers(model)
+    off = [n for n, m in have if (m.rank, m.alpha) != (r, alpha)]
+    if off:
+        raise ValueError(f"{fn}: the model's adapters {off} differ from the folder's r={r}, lora_alpha={alpha:g}")
+    if not have:
+        targets = _peft_targets(model, cfg.get("target_modules") or [], fn)
+        add_lora(model, rank=r, alpha=alpha, targets=targets,
+                 dropout=cfg.get("lora_dropout", 0.0))
+    return load_lora_state_dict(model, os.path.join(directory, ADAPTER_WEIGHTS), prefix=PEFT_PREFIX)
 
 
 # ------------------------------------------------------------------ BitFit ----
