@@ -221,6 +221,8 @@ def add_lora(model: Module, rank: int = 8, alpha: float = 8, targets=("*",), dro
     keeps its ``requires_grad``: a replaced head stays trainable, and a layer you want
     frozen without an adapter is frozen with ``tl.transfer.freeze`` (PEFT freezes every
     non-adapter weight except ``modules_to_save``; here that is one ``freeze`` call).
+    Replace the head (``replace_head``) before ``add_lora``: afterwards the last ``Linear``
+    in the model may be an adapter's ``lora_B``.
 
     Args:
         model: the Module to adapt, in place (nested Sequentials included).
