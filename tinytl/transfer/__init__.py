@@ -22,10 +22,14 @@ touches a frozen parameter (no weight decay, no momentum).
 
 Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
+from .distill import distill, distillation_loss
 from .freezing import Summary, freeze, summary, unfreeze
+from .peft import (LoRALinear, add_lora, bitfit, load_lora, load_lora_state_dict, lora_state_dict, merge_lora,
+                   save_lora)
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
-           "l2sp_groups"]
+           "l2sp_groups", "add_lora", "LoRALinear", "merge_lora", "lora_state_dict", "load_lora_state_dict",
+           "save_lora", "load_lora", "bitfit", "distill", "distillation_loss"]
