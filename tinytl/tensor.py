@@ -438,9 +438,7 @@ def _as_tensor(x, like: Tensor) -> Tensor:
         return x
     if isinstance(x, (int, float, np.number, bool)):
         xp = backend.get_array_module(like.data)
-        # a number takes a float tensor's dtype; a float with an integer tensor gives float32, as torch
-        dtype = like.dtype if like.dtype.kind == "f" else np.float32 if isinstance(x, float) else None
-        return Tensor(xp.asarray(x, dtype=dtype))
+        return Tensor(xp.asarray(x, dtype=like.dtype if like.dtype.kind == "f" else None))
     return Tensor(backend.to_device(np.asarray(x), like.device) if not backend.is_cupy_array(x) else x)
 
 
