@@ -382,6 +382,19 @@ def test_in_place_methods(device):
         tl.zeros(3, device=device).add_(tl.zeros(2, 3, device=device))
 
 
+def test_requires_grad_and_the_tutorials_data_idiom(device):
+    x = tl.ones(2, device=device)
+    assert x.requires_grad_() is x and x.requires_grad and not x.requires_grad_(False).requires_grad
+    with pytest.raises(RuntimeError, match="only Tensors of floating point dtype can require gradients"):
+        tl.arange(3).requires_grad_()
+    with pytest.raises(RuntimeError, match="only change requires_grad flags of leaf variables"):
+        (T([1.0], device) * 2).requires_grad_(False)
+    outputs = tl.tensor([[0.1, 2.0, 0.3], [5.0, 0.0, 1.0]], requires_grad=True, device=device)
+    labels = tl.tensor([1, 2], device=device)
+    _, predicted = tl.max(outputs.data, 1)     # torch tutorials' evaluation line (.data is the array here)
+    assert (predicted == labels).sum().item() == 1 and predicted.tolist() == [1, 0]
+
+
 # ---------------------------------------------------------------- indexing ----
 
 def test_indexing_forms_and_their_errors(device):

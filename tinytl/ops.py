@@ -49,8 +49,12 @@ def _xp(t):
 
 
 def _input(x, fn: str, name: str = "input") -> Tensor:
+    """``x`` as a Tensor: a Tensor, or an array (so ``tl.max(outputs.data, 1)``, the tutorials'
+    idiom, works although tinytl's ``.data`` is the array itself); anything else raises TypeError."""
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, np.ndarray) or backend.is_cupy_array(x):
+        return Tensor(x)
     raise TypeError(f"{fn}(): argument '{name}' must be Tensor, not {type(x).__name__}")
 
 
@@ -1066,9 +1070,7 @@ def _write(self: Tensor, fn: str, value):
             raise RuntimeError(f"{fn}: output with shape {list(self.shape)} doesn't match the broadcast shape "
                                f"{list(full)}")
     if not isinstance(self.data, np.ndarray) and not backend.is_cupy_array(self.data):
-        self.data = np.asarray(self.data).copy()
-    if self.data.ndim == 0 and (self.data.base is not None or not self.data.flags.writeable):
-        self.data = self.data.copy()
+        self.data = np.array(self.data)         # a NumPy scalar (a reduction's result) has no memory to write
     self.data[...] = value
 
 
