@@ -6,7 +6,6 @@ where torch is importable. Then the choices torch makes at ties and kinks, dtype
 devices, Python's protocols, the in-place rule, creation, and the errors.
 """
 import copy
-import math
 
 import numpy as np
 import pytest
@@ -574,7 +573,9 @@ def test_set_grad_enabled_and_inference_mode():
 
 def test_repr_reads_as_torch(device):
     torch = pytest.importorskip("torch")
-    cases = [[1.5, 2.0], [[1e-5, 1e3]], [1.0, 2.0, 3.0], 2.5, [[1, 2], [3, 4]], [True, False], [1e9, 1.0]]
+    cases = [[1.5, 2.0], [[1e-5, 1e3]], [1.0, 2.0, 3.0], 2.5, [[1, 2], [3, 4]], [True, False], [1e9, 1.0],
+             [-1.0, 0.0, 2000.0], [[0.5, -12.25], [3.0, 100.0]], [float("nan"), 1.5, float("inf")],
+             np.arange(3000.0) / 7, np.arange(30).reshape(2, 15), np.float64([1.5, 2.0])]
     for c in cases:
         got = repr(tl.tensor(c)).replace("tinytl.", "torch.")
         assert got == repr(torch.tensor(c)), c

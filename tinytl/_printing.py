@@ -44,19 +44,34 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
     _OPTIONS["sci_mode"] = sci_mode
 
 
+def _shown(a: np.ndarray) -> np.ndarray:
+    """The elements a summarised print shows (edgeitems at each end of each long dim), as torch's
+    get_summarized_data: the format is chosen from them, and a huge tensor prints fast."""
+    if a.size <= _OPTIONS["threshold"]:
+        return a
+    e = _OPTIONS["edgeitems"]
+    for axis, n in enumerate(a.shape):
+        if n > 2 * e:
+            a = np.concatenate([np.take(a, range(e), axis), np.take(a, range(n - e, n), axis)], axis)
+    return a
+
+
 def _float_formatter(a: np.ndarray):
     """One format for every element of a float array, chosen as torch's _Formatter does."""
     p = _OPTIONS["precision"]
+    a = _shown(a)
     finite = a[np.isfinite(a)]
     nonzero = np.abs(finite[finite != 0])
     integral = finite.size == 0 or bool(np.all(finite == np.ceil(finite)))
-    if integral and (nonzero.size == 0 or nonzero.max() < 1e8) and _OPTIONS["sci_mode"] is not True:
-        fmt = lambda v: f"{v:.0f}." if np.isfinite(v) else f"{v}"
+    sci = _OPTIONS["sci_mode"]
+    if sci is None:
+        sci = nonzero.size > 0 and (nonzero.max() / nonzero.min() > 1000 or nonzero.max() > 1e8)
+    if sci:
+        fmt = lambda v: f"{v:.{p}e}"      # noqa: E731
+    elif integral:
+        fmt = lambda v: f"{v:.0f}." if np.isfinite(v) else f"{v}"      # noqa: E731
     else:
-        sci = _OPTIONS["sci_mode"]
-        if sci is None:
-            sci = nonzero.size > 0 and (nonzero.max() / nonzero.min() > 1000 or nonzero.max() > 1e8)
-        fmt = (lambda v: f"{v:.{p}e}") if sci else (lambda v: f"{v:.{p}f}")
+        fmt = lambda v: f"{v:.{p}f}"      # noqa: E731
     width = max((len(fmt(v)) for v in a.flat), default=0)
     return lambda v: fmt(v).rjust(width)
 
@@ -81,4 +96,5 @@ def format_tensor(t) -> str:
     if a.dtype.kind == "f" and a.size:
         kw["formatter"] = {"float_kind": _float_formatter(a)}
     body = np.array2string(a, **kw) if a.size else "[]"
+    body = body.replace(", ...,", ",  ...,")      # torch's summary element is ' ...'
     return "tensor(" + body + "".join(", " + e for e in extra) + ")"

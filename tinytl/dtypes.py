@@ -12,6 +12,8 @@ Read next: ``tinytl/device.py``.
 """
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 float32 = float = np.dtype(np.float32)
@@ -39,7 +41,6 @@ def get_default_dtype() -> np.dtype:
 
 def is_dtype(x) -> "builtins.bool":
     """True for what ``as_dtype`` accepts: a NumPy dtype, a NumPy scalar type, or ``float``/``int``/``bool``."""
-    import builtins
     return isinstance(x, np.dtype) or (isinstance(x, type) and (issubclass(x, np.generic) or
                                                                 x in (builtins.float, builtins.int, builtins.bool)))
 

@@ -1311,10 +1311,6 @@ def _deepcopy(self, memo):
 
 # ------------------------------------------------- attached to Tensor here ----
 
-def _r(op):
-    return lambda self, other: op(_as_tensor(other, self), self)
-
-
 _methods = {
     # arithmetic (add, sub, mul, div, neg, matmul: tensor.py)
     "add": add_op, "sub": sub_op, "subtract": sub_op,
