@@ -53,7 +53,7 @@ OPS = {
     "sigmoid": (lambda m, a: m.sigmoid(a * 20) + a.sigmoid(), [A]),
     "relu": (lambda m, a: m.relu(a) + a.relu(), [A]),
     "clamp": (lambda m, a: m.clamp(a, min=-0.5, max=0.7) + a.clamp(min=0.1) + a.clip(max=0.2), [A]),
-    "clamp_tensor_bounds": (lambda m, a, b: m.clamp(a, min=b), [A, B]),
+    "clamp_tensor_bounds": (lambda m, a, b: m.clamp(a, min=b) + m.clamp(b, max=a), [A[:, :1], B]),
     "sign": (lambda m, a: m.sign(a) * a, [A]),
     "maximum": (lambda m, a, b: m.maximum(a, b) + m.minimum(a, b) * 2, [A, ROW]),
     "max_other": (lambda m, a, b: m.max(a, b), [A, B]),

@@ -196,7 +196,7 @@ def clamp(input, min=None, max=None):
             inside = inside & (x.data >= lo)
         if hi is not None:
             inside = inside & (x.data <= hi)
-        grads = [g * inside]
+        grads = [_unbroadcast(g * inside, x.shape)]
         if isinstance(min, Tensor):
             grads.append(_unbroadcast(g * (x.data < lo), min.shape))
         if isinstance(max, Tensor):
@@ -1098,6 +1098,9 @@ div_ = _inplace("div_", "true_divide")
 def _augmented(fn, inplace, out_of_place):
     """``x += y``: in place, unless grad mode records a gradient through it (then x = x + y)."""
     def method(self, other):
+        """In place (every alias sees it), as torch; while grad mode is on and self or other
+        requires grad: a RuntimeError on a leaf (torch's message), else recorded as
+        ``x = x op other``, a new graph node (other references keep the old tensor)."""
         if _grad_mode.enabled and (self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)):
             if self.requires_grad and self.is_leaf:
                 raise RuntimeError(f"{fn}: a leaf Variable that requires grad is being used in an in-place "
