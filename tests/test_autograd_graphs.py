@@ -102,7 +102,78 @@ OPS = {
     "gather_rows": Op(1, lambda a: a if len(a) == 2 and a[0] == N else None,
                       lambda a, P: a[np.array([0, 2, 0])], lambda a, P: a[np.array([0, 2, 0])],
                       lambda a, P: a[torch.tensor([0, 2, 0])]),
+    # the tensor surface of tinytl/ops.py (kinks: where finite differences cross a corner or a tie)
+    "exp_tanh": Op(1, lambda a: a, lambda a, P: a.tanh().exp(), lambda a, P: np.exp(np.tanh(a)),
+                   lambda a, P: a.tanh().exp()),
+    "log": Op(1, lambda a: a, lambda a, P: tl.log(a * a + 1.0), lambda a, P: np.log(a * a + 1.0),
+              lambda a, P: torch.log(a * a + 1.0)),
+    "sqrt": Op(1, lambda a: a, lambda a, P: (a * a + 1.0).sqrt(), lambda a, P: np.sqrt(a * a + 1.0),
+               lambda a, P: (a * a + 1.0).sqrt()),
+    "sigmoid": Op(1, lambda a: a, lambda a, P: tl.sigmoid(a), lambda a, P: 1 / (1 + np.exp(-a)),
+                  lambda a, P: torch.sigmoid(a)),
+    "abs": Op(1, lambda a: a, lambda a, P: a.abs(), lambda a, P: np.abs(a), lambda a, P: a.abs(), kink=lambda a, P: a),
+    "clamp": Op(1, lambda a: a, lambda a, P: a.clamp(min=-0.5, max=0.5), lambda a, P: np.clip(a, -0.5, 0.5),
+                lambda a, P: a.clamp(min=-0.5, max=0.5), kink=lambda a, P: np.abs(np.abs(a) - 0.5)),
+    "maximum": Op(2, _bcast, lambda a, b, P: tl.maximum(a, b), lambda a, b, P: np.maximum(a, b),
+                  lambda a, b, P: torch.maximum(a, b), kink=lambda a, b, P: a - b),
+    "pow_tensor": Op(2, _bcast, lambda a, b, P: (a * a + 1.0) ** b.tanh(), lambda a, b, P: (a * a + 1.0) ** np.tanh(b),
+                     lambda a, b, P: (a * a + 1.0) ** b.tanh()),
+    "rpow": Op(1, lambda a: a, lambda a, P: 2.0 ** a.tanh(), lambda a, P: 2.0 ** np.tanh(a),
+               lambda a, P: 2.0 ** a.tanh()),
+    "where": Op(2, _bcast, lambda a, b, P: tl.where(a > 0, a, b), lambda a, b, P: np.where(a > 0, a, b),
+                lambda a, b, P: torch.where(a > 0, a, b), kink=lambda a, b, P: a),
+    "var1": Op(1, lambda a: a[:1] + (1,) if len(a) == 2 and a[1] == N else None,
+               lambda a, P: a.var(dim=1, keepdim=True), lambda a, P: a.var(axis=1, ddof=1, keepdims=True),
+               lambda a, P: a.var(dim=1, keepdim=True)),
+    "std0": Op(1, lambda a: (1,) + a[1:] if len(a) == 2 and a[0] == N else None,
+               lambda a, P: a.std(0, unbiased=False, keepdim=True), lambda a, P: a.std(axis=0, keepdims=True),
+               lambda a, P: a.std(0, unbiased=False, keepdim=True)),
+    "logsumexp1": Op(1, lambda a: a[:1] + (1,) if len(a) == 2 else None,
+                     lambda a, P: a.logsumexp(dim=1, keepdim=True),
+                     lambda a, P: np.log(np.exp(a).sum(axis=1, keepdims=True)),
+                     lambda a, P: a.logsumexp(dim=1, keepdim=True)),
+    "norm": Op(1, lambda a: (), lambda a, P: a.norm(), lambda a, P: np.sqrt((a * a).sum()), lambda a, P: a.norm()),
+    "max_dim1": Op(1, lambda a: a[:1] + (1,) if len(a) == 2 else None,
+                   lambda a, P: a.max(dim=1, keepdim=True).values, lambda a, P: a.max(axis=1, keepdims=True),
+                   lambda a, P: a.max(dim=1, keepdim=True).values, kink=lambda a, P: _gap(a, 1)),
+    "max_all": Op(1, lambda a: (), lambda a, P: tl.max(a), lambda a, P: a.max(), lambda a, P: torch.max(a),
+                  kink=lambda a, P: _gap(a.reshape(1, -1), 1)),
+    "topk1": Op(1, lambda a: a[:1] + (1,) if len(a) == 2 else None, lambda a, P: a.topk(1, dim=1).values,
+                lambda a, P: a.max(axis=1, keepdims=True), lambda a, P: a.topk(1, dim=1).values,
+                kink=lambda a, P: _gap(a, 1)),
+    "sort1": Op(1, lambda a: a if len(a) == 2 else None, lambda a, P: a.sort(dim=1, descending=True).values,
+                lambda a, P: -np.sort(-a, axis=1), lambda a, P: a.sort(dim=1, descending=True).values),
+    "cat_rows": Op(2, lambda a, b: a if a == b and len(a) == 2 and a[0] == N else None,
+                   lambda a, b, P: tl.cat([a, b], dim=0)[[0, 3, 5]], lambda a, b, P: np.concatenate([a, b])[[0, 3, 5]],
+                   lambda a, b, P: torch.cat([a, b], dim=0)[[0, 3, 5]]),
+    "stack": Op(2, lambda a, b: a if a == b else None,
+                lambda a, b, P: (tl.stack([a, b], dim=-1) * tl.tensor([1.0, 2.0], dtype=np.float64,
+                                                                       device=a.device)).sum(-1),
+                lambda a, b, P: a + 2 * b, lambda a, b, P: (torch.stack([a, b], dim=-1)
+                                                            * torch.tensor([1.0, 2.0], dtype=torch.float64)).sum(-1)),
+    "view_flatten": Op(1, lambda a: a[::-1], lambda a, P: a.flatten().view(a.shape[::-1]),
+                       lambda a, P: a.reshape(-1).reshape(a.shape[::-1]),
+                       lambda a, P: a.flatten().view(tuple(a.shape)[::-1])),
+    "unsqueeze_squeeze": Op(1, lambda a: a, lambda a, P: a.unsqueeze(0).squeeze(0),
+                            lambda a, P: a, lambda a, P: a.unsqueeze(0).squeeze(0)),
+    "permute": Op(1, lambda a: a[::-1] if len(a) == 2 else None, lambda a, P: a.permute(1, 0),
+                  lambda a, P: a.T, lambda a, P: a.permute(1, 0)),
+    "transpose01": Op(1, lambda a: a[::-1] if len(a) == 2 else None, lambda a, P: a.transpose(0, 1),
+                      lambda a, P: a.T, lambda a, P: a.transpose(0, 1)),
+    "mask_sum": Op(1, lambda a: (), lambda a, P: a[a > 0].sum(), lambda a, P: a[a > 0].sum(),
+                   lambda a, P: a[a > 0].sum(), kink=lambda a, P: a),
+    "gather_cols": Op(1, lambda a: a if len(a) == 2 and a[1] == N else None,
+                      lambda a, P: a[:, [2, 0, 2]], lambda a, P: a[:, [2, 0, 2]], lambda a, P: a[:, [2, 0, 2]]),
+    "clone": Op(1, lambda a: a, lambda a, P: a.clone(), lambda a, P: a.copy(), lambda a, P: a.clone()),
 }
+
+
+def _gap(a, axis):
+    """How close the two largest values along ``axis`` come (a max's tie), large when there is one value."""
+    if a.shape[axis] < 2:
+        return np.full(1, np.inf)
+    s = np.sort(a, axis=axis)
+    return np.take(s, -1, axis=axis) - np.take(s, -2, axis=axis)
 
 
 @st.composite

@@ -305,6 +305,17 @@ def render_api():
     out += ["", "Submodules: " + ", ".join(f"`tl.{m}`" for m in tl.__all__
                                            if inspect.ismodule(getattr(tl, m, None))) + ".", ""]
 
+    out += ["## `tl`: torch-named tensor functions, dtypes and devices", "",
+            "From `tinytl/creation.py`, `tinytl/ops.py`, `tinytl/dtypes.py`, `tinytl/device.py`.", ""]
+    first = {"tensor", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "is_anomaly_enabled",
+             "manual_seed", "save", "load", "Tensor", "__version__"}
+    for n in tl.__all__:
+        obj = getattr(tl, n, None)
+        if n in first or inspect.ismodule(obj):
+            continue
+        out.append(f"- `tl.{n}`: the dtype `{obj}`" if not callable(obj) else _entry(f"tl.{n}", obj))
+    out += [""]
+
     out += ["## `tl.Tensor`", "", _summary(tl.Tensor), "",
             "- `.data`, `.grad`, `.requires_grad`: the array, its gradient (or None), whether backward computes it.",
             "- Operators: `a + b`, `a - b`, `a * b`, `a / b`, `-a`, `a ** p`, `a @ b`, `a[index]` (all differentiable, "

@@ -63,9 +63,9 @@ def _require_cuda():
 
 
 def check_device(device) -> str:
-    """Normalise a device name ('cpu', 'cuda', 'cuda:0') and validate it."""
+    """Normalise a device name ('cpu', 'cuda', 'cuda:0') or a ``tl.device`` (a str subclass) and validate it."""
     if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a tl.device, got {type(device).__name__}")
     name = device.split(":", 1)[0]
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")

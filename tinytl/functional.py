@@ -27,10 +27,10 @@ def _tensor(x, name: str) -> Tensor:
 
 
 def _same_device(op: str, *tensors):
-    dev = tensors[0].device
+    dev = tensors[0].device.type
     for t in tensors[1:]:
-        if t is not None and t.device != dev:
-            raise RuntimeError(f"{op}: expected all tensors on the same device, got '{dev}' and '{t.device}'")
+        if t is not None and t.device.type != dev:
+            raise RuntimeError(f"{op}: expected all tensors on the same device, got '{dev}' and '{t.device.type}'")
 
 
 # ---------------------------------------------------------------- linear ----

@@ -22,7 +22,8 @@ import threading
 
 import numpy as np
 
-from . import backend
+from . import backend, dtypes
+from . import device as _device
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -72,6 +73,42 @@ class enable_grad(no_grad):
     def __enter__(self):
         self._prev = _grad_mode.enabled
         _grad_mode.enabled = True
+
+
+class inference_mode(no_grad):
+    """``torch.inference_mode(mode=True)``: no_grad (context manager and decorator); with
+    mode=False it changes nothing. tinytl has no separate inference tensors."""
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = _grad_mode.enabled and not self.mode
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.mode):
+                return fn(*args, **kwargs)
+        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(fn, "__doc__", None)
+        return wrapper
+
+
+class set_grad_enabled:
+    """``torch.set_grad_enabled(mode)``: sets grad mode at once (a function), and restores the
+    previous mode at the end of a ``with`` block (a context manager)."""
+
+    def __init__(self, mode: bool):
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = bool(mode)
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self._prev
+        return False
 
 
 # ----------------------------------------------------- anomaly detection ----
@@ -158,6 +195,7 @@ class Tensor:
 
     __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "__weakref__")
     __array_priority__ = 1000    # make ndarray + Tensor call Tensor.__radd__
+    __hash__ = object.__hash__   # hashable by identity, as torch's (== is elementwise: tinytl/ops.py)
 
     def __init__(self, data, requires_grad: bool = False):
         if isinstance(data, Tensor):
@@ -187,29 +225,15 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def device(self) -> str:
-        return backend.device_of(self.data)
+    def device(self) -> _device.device:
+        """``device(type='cpu')`` or ``device(type='cuda', index=N)`` (also equal to 'cpu' / 'cuda')."""
+        return _device.of_array("cuda", self.data.device.id) if backend.is_cupy_array(self.data) else _CPU
 
     @property
     def is_leaf(self) -> bool:
         return self._backward is None
 
-    def __len__(self):
-        return len(self.data)
-
-    def __repr__(self):
-        extra = ""
-        if self.device != "cpu":
-            extra += f", device='{self.device}'"
-        if self._op is not None:
-            op = self._op.split("'")[1] if self._op.startswith("'") else self._op   # labelled under detect_anomaly
-            extra += f", grad_fn=<{op}>"
-        elif self.requires_grad:
-            extra += ", requires_grad=True"
-        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
-        return f"tensor({body}, dtype={self.dtype}{extra})"
-
-    # --- conversion -------------------------------------------------------
+    # --- conversion (more in tinytl/ops.py: to, float, clone, ...) ---------
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (a copy when it lives on a GPU)."""
         return backend.to_numpy(self.data)
@@ -226,21 +250,6 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data, cut from the graph (no copy)."""
         return Tensor(self.data)
-
-    def to(self, device) -> "Tensor":
-        """This tensor on ``device`` ('cpu' or 'cuda'); self when already there."""
-        device = backend.check_device(device)
-        if device == self.device:
-            return self
-        out = _make(backend.to_device(self.data, device), (self,),
-                    lambda g: (backend.to_device(g, self.device),), "to")
-        return out
-
-    def cpu(self) -> "Tensor":
-        return self.to("cpu")
-
-    def cuda(self) -> "Tensor":
-        return self.to("cuda")
 
     # --- autograd ---------------------------------------------------------
     def backward(self, grad=None, retain_graph: bool = False):
@@ -383,6 +392,9 @@ def _make(data, parents, backward, op) -> Tensor:
     return out
 
 
+_CPU = _device.of_array("cpu")
+
+
 def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -> Tensor:
     """Make a tensor from an array, a (nested) list or a number.
 
@@ -392,10 +404,11 @@ def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -
     Args:
         data: array-like (NumPy array, CuPy array, list, number or Tensor).
         requires_grad: record operations on it for backward (float dtypes only).
-        dtype: the NumPy dtype to convert to (e.g. ``np.float64``).
-        device: 'cpu' or 'cuda'.
+        dtype: the dtype to convert to (``tl.float64``, ``np.float64``, ...).
+        device: 'cpu', 'cuda' or a ``tl.device`` (None: the CPU).
     """
-    device = backend.check_device(device)
+    device = backend.check_device("cpu" if device is None else device)
+    dtype = None if dtype is None else dtypes.as_dtype(dtype, "tensor()")
     if isinstance(data, Tensor):
         data = data.data
     if backend.is_cupy_array(data):
@@ -419,8 +432,9 @@ def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -
 
 def _as_tensor(x, like: Tensor) -> Tensor:
     if isinstance(x, Tensor):
-        if x.device != like.device:
-            raise RuntimeError(f"expected both tensors on the same device, got '{like.device}' and '{x.device}'")
+        if backend.is_cupy_array(x.data) != backend.is_cupy_array(like.data):
+            raise RuntimeError(f"expected both tensors on the same device, got '{like.device.type}' and "
+                               f"'{x.device.type}'")
         return x
     if isinstance(x, (int, float, np.number, bool)):
         xp = backend.get_array_module(like.data)
@@ -482,14 +496,6 @@ def neg(a: Tensor) -> Tensor:
     return _make(-a.data, (a,), lambda g: (-g,), "neg")
 
 
-def pow_(a: Tensor, exponent: float) -> Tensor:
-    """a ** exponent for a number exponent; d/da = exponent * a ** (exponent - 1) * g."""
-    if not isinstance(exponent, (int, float)):
-        raise TypeError(f"pow: exponent must be a Python number, got {type(exponent).__name__}")
-    return _make(a.data ** exponent, (a,),
-                 lambda g: (g * exponent * a.data ** (exponent - 1),), "pow")
-
-
 def matmul(a: Tensor, b) -> Tensor:
     """a @ b for 1-D or 2-D operands (and stacks of matrices)."""
     b = _as_tensor(b, a)
@@ -516,53 +522,6 @@ def matmul(a: Tensor, b) -> Tensor:
     return _make(xp.matmul(a.data, b.data), (a, b), backward, "matmul")
 
 
-def sum_(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis`` (all axes when None); the gradient broadcasts back."""
-    xp = backend.get_array_module(a.data)
-    shape = a.shape
-
-    def backward(g):
-        if not keepdims and axis is not None:
-            g = xp.expand_dims(g, axis)
-        return (xp.broadcast_to(g, shape).copy(),)
-    return _make(a.data.sum(axis=axis, keepdims=keepdims), (a,), backward, "sum")
-
-
-def mean(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis`` (all axes when None)."""
-    n = a.data.size if axis is None else int(np.prod([a.shape[i] for i in np.atleast_1d(axis)]))
-    if n == 0:
-        raise ValueError("mean(): cannot take the mean of zero elements")
-    s = sum_(a, axis=axis, keepdims=keepdims)
-    return mul(s, 1.0 / n)
-
-
-def reshape(a: Tensor, *shape) -> Tensor:
-    """The same data with a new shape (one dimension may be -1)."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    old = a.shape
-    return _make(a.data.reshape(shape), (a,), lambda g: (g.reshape(old),), "reshape")
-
-
-def transpose(a: Tensor) -> Tensor:
-    """Reverse the axes (a matrix transpose for 2-D tensors)."""
-    return _make(a.data.T, (a,), lambda g: (g.T,), "transpose")
-
-
-def getitem(a: Tensor, index) -> Tensor:
-    """a[index] (basic and advanced NumPy indexing); the gradient scatters back."""
-    xp = backend.get_array_module(a.data)
-    if isinstance(index, Tensor):
-        index = index.data
-
-    def backward(g):
-        out = xp.zeros_like(a.data)
-        xp.add.at(out, index, g) if not isinstance(index, (int, slice)) else out.__setitem__(index, g)
-        return (out,)
-    return _make(a.data[index], (a,), backward, "getitem")
-
-
 Tensor.__add__ = add
 Tensor.__radd__ = lambda a, b: add(a, b)
 Tensor.__sub__ = sub
@@ -572,14 +531,8 @@ Tensor.__rmul__ = lambda a, b: mul(a, b)
 Tensor.__truediv__ = div
 Tensor.__rtruediv__ = lambda a, b: div(_as_tensor(b, a), a)
 Tensor.__neg__ = neg
-Tensor.__pow__ = pow_
 Tensor.__matmul__ = matmul
 Tensor.__rmatmul__ = lambda a, b: matmul(_as_tensor(b, a), a)
-Tensor.__getitem__ = getitem
-Tensor.sum = sum_
-Tensor.mean = mean
-Tensor.reshape = reshape
-Tensor.T = property(transpose)
 
 
 def _relu_method(self):
@@ -588,3 +541,8 @@ def _relu_method(self):
 
 
 Tensor.relu = _relu_method
+
+# the rest of the surface (pow, sum, view, getitem, ==, in-place ops, ...) is attached by ops.py
+from . import ops as _ops  # noqa: E402  (imports Tensor and _make from this module)
+
+reshape = _ops.reshape
