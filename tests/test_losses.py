@@ -169,7 +169,7 @@ def test_nll_loss_matches_torch(rng, reduction, weighted, ignore):
                 lambda a: torch.nn.functional.nll_loss(a, torch.tensor(y), weight=None if w is None else torch.tensor(w),
                                                        ignore_index=ignore, reduction=reduction), [lp])
     m = nn.NLLLoss(weight=w, ignore_index=ignore, reduction=reduction)
-    assert np.allclose(host(m(tl.tensor(lp), y)), host(F.nll_loss(tl.tensor(lp), y, w, ignore, reduction)),
+    assert np.allclose(host(m(tl.tensor(lp), y)), host(F.nll_loss(tl.tensor(lp), y, w, None, ignore, None, reduction)),
                        equal_nan=True)
 
 
@@ -219,10 +219,10 @@ def test_pointwise_losses_match_torch_and_gradcheck(device, rng, reduction, name
 
 def test_loss_modules_match_their_functions(rng):
     a, b = tl.tensor(rng.normal(size=(3, 2))), tl.tensor(rng.normal(size=(3, 2)))
-    for m, f in [(nn.L1Loss(reduction="sum"), lambda: F.l1_loss(a, b, "sum")),
+    for m, f in [(nn.L1Loss(reduction="sum"), lambda: F.l1_loss(a, b, None, None, "sum")),
                  (nn.SmoothL1Loss(beta=0.3), lambda: F.smooth_l1_loss(a, b, beta=0.3)),
                  (nn.HuberLoss(reduction="none", delta=0.5), lambda: F.huber_loss(a, b, "none", 0.5)),
-                 (nn.MSELoss(reduction="none"), lambda: TF.mse_loss(a, b, "none"))]:
+                 (nn.MSELoss(reduction="none"), lambda: TF.mse_loss(a, b, reduction="none"))]:
         np.testing.assert_array_equal(m(a, b).data, f().data)
     with pytest.raises(ValueError, match="beta"):
         F.smooth_l1_loss(a, b, beta=-1.0)
@@ -320,7 +320,7 @@ def test_kl_div_matches_torch(rng, reduction, log_target, recwarn):
         check_torch(ours, theirs, [q, p], grads=[0])
     m = nn.KLDivLoss(reduction=reduction, log_target=log_target)
     np.testing.assert_allclose(m(tl.tensor(q), tl.tensor(p)).data,
-                               F.kl_div(tl.tensor(q), tl.tensor(p), reduction, log_target).data)
+                               F.kl_div(tl.tensor(q), tl.tensor(p), None, None, reduction, log_target).data)
 
 
 def test_kl_div_mean_warns_as_torch_and_gradchecks(device, rng):
@@ -358,3 +358,33 @@ def test_loss_weights_are_buffers_that_move_with_the_module(device):
     z = tl.tensor(np.zeros((2, 3)), requires_grad=True, device=device)
     out = m(z, tl.tensor(np.array([0, 2]), device=device))
     assert abs(out.item() - np.log(3)) < 1e-6
+
+
+def test_signatures_follow_torchs_positional_order():
+    """Positional torch calls mean the same here (size_average / reduce included)."""
+    torch = pytest.importorskip("torch")
+    import inspect
+
+    def names(f, drop=()):
+        return [p for p in inspect.signature(f).parameters if p not in ("self",) + drop]
+    for n in ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+              "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "softmax", "log_softmax",
+              "silu", "leaky_relu", "dropout", "layer_norm", "batch_norm"]:
+        ours = getattr(F, n)
+        theirs = names(getattr(torch.nn.functional, n), drop=("weight",) if n in ("mse_loss", "l1_loss",
+                                                                                   "huber_loss") else ())
+        assert names(ours, drop=("name",)) == theirs, n
+    for n in ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
+              "BCEWithLogitsLoss", "KLDivLoss"]:
+        assert names(getattr(nn, n).__init__) == names(getattr(torch.nn, n).__init__), n
+
+
+def test_legacy_size_average_and_reduce_warn_and_map_as_torch():
+    a, b = tl.tensor(np.array([1.0, 2.0])), tl.tensor(np.array([0.0, 0.0]))
+    with pytest.warns(UserWarning, match="reduction='sum'"):
+        assert F.l1_loss(a, b, size_average=False).item() == 3.0
+    with pytest.warns(UserWarning, match="reduction='none'"):
+        assert nn.MSELoss(reduce=False).reduction == "none"
+    with pytest.warns(UserWarning, match="reduction='mean'"):
+        assert TF.cross_entropy(tl.tensor(np.zeros((1, 2))), np.array([0]), size_average=True).item() == \
+            pytest.approx(np.log(2))

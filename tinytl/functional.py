@@ -93,6 +93,20 @@ def _check_reduction(reduction):
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """torch's deprecated size_average / reduce arguments, mapped to a reduction (with
+    torch's warning) when either is given; otherwise ``reduction`` itself."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = "mean" if (size_average and reduce) else ("sum" if reduce else "none")
+    import warnings
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.",
+                  UserWarning, stacklevel=3)
+    return ret
+
+
 def _labels(target, n: int, c: int, xp, ignore_index: int = -100):
     """Validate class labels: integers, shape (N,), values in [0, C). Returns an int64 array.
 
@@ -167,8 +181,8 @@ def _class_targets(fn, target, shape, c: int, ignore_index: int, xp, squeezed: b
     return t, keep
 
 
-def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy of raw logits ``input`` (N, C) (or (N, C, d1, ...), or (C,))
     against integer class labels (N,) or class probabilities of the input's shape.
 
@@ -183,8 +197,10 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
 
     The plain case (labels, no weight, no smoothing, no label equal to ignore_index,
     (N, C) logits) runs in one fused kernel that also computes the gradient; the
-    rest is array math in one graph node.
+    rest is array math in one graph node. ``size_average`` and ``reduce`` are torch's
+    deprecated spellings of ``reduction``.
     """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     logits = _tensor(input, "cross_entropy: input")
     Z = logits.data
@@ -297,9 +313,10 @@ def _cross_entropy_general(logits, target, soft, weight, ignore_index, reduction
     return _make(xp.asarray(total, dtype=Z.dtype), (logits,), backward, "cross_entropy")
 
 
-def mse_loss(input, target, reduction: str = "mean") -> Tensor:
+def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
     """(input - target)^2 per element: its mean ("mean"), sum ("sum") or itself ("none");
     d/dinput = 2 (input - target) (/ numel for "mean"). As ``torch.nn.functional.mse_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     input = _tensor(input, "mse_loss: input")
     target = _tensor(target, "mse_loss: target")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import backend
 from .._random import generator as _generator
-from ..functional import (_check_reduction, _loss_backward, _same_device, _seed, _tensor, cross_entropy,
+from ..functional import (_check_reduction, _legacy_reduction, _loss_backward, _same_device, _seed, _tensor, cross_entropy,
                           linear, mse_loss, relu)
 from ..tensor import Tensor, _make
 
@@ -60,7 +60,7 @@ def _softmax_dim(dim, ndim, fn):
     return _dim(dim, ndim, fn)
 
 
-def softmax(input, dim=None, dtype=None) -> Tensor:
+def softmax(input, dim=None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``dim``.
 
     Backward: dx = y * (g - sum(g * y, dim)). As ``torch.nn.functional.softmax``
@@ -83,7 +83,7 @@ def softmax(input, dim=None, dtype=None) -> Tensor:
     return _make(y, (x,), backward, "softmax")
 
 
-def log_softmax(input, dim=None, dtype=None) -> Tensor:
+def log_softmax(input, dim=None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """log_softmax(x)_i = x_i - m - log sum_j exp(x_j - m), m = max x (stable) along ``dim``.
 
     Backward: dx = g - softmax(x) * sum(g, dim). As ``torch.nn.functional.log_softmax``."""
@@ -446,9 +446,10 @@ def _needs(t):
     return isinstance(t, Tensor) and t.requires_grad
 
 
-def l1_loss(input, target, reduction: str = "mean") -> Tensor:
+def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
     """|input - target| per element, reduced. Backward: sign(input - target).
     As ``torch.nn.functional.l1_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     input, target = _pair("l1_loss", input, target)
     xp = backend.get_array_module(input.data)
@@ -460,14 +461,16 @@ def l1_loss(input, target, reduction: str = "mean") -> Tensor:
     return _pointwise("l1_loss", (input, target), xp.abs(d), derivs, reduction)
 
 
-def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target); beta = 0
     is the L1 loss. As ``torch.nn.functional.smooth_l1_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     if not isinstance(beta, numbers.Real) or beta < 0:
         raise ValueError(f"smooth_l1_loss: beta must be a non-negative number, got {beta!r}")
     if beta == 0:
-        return l1_loss(input, target, reduction)
+        return l1_loss(input, target, reduction=reduction)
     input, target = _pair("smooth_l1_loss", input, target)
     xp = backend.get_array_module(input.data)
     d = input.data - target.data
@@ -503,11 +506,13 @@ def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0) -> Te
 _BCE_EPS = float(np.float32(1e-12))   # torch's EPSILON in the BCE backward, a float32 constant
 
 
-def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") -> Tensor:
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction: str = "mean") -> Tensor:
     """-w (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1], each log clamped
     at >= -100 as torch (so x = 0 or 1 gives a finite loss).
     Backward (torch's): w (x - t) / max(x (1 - x), 1e-12); for the target,
     w (log(1 - x) - log x) with the same clamps. As ``torch.nn.functional.binary_cross_entropy``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     input, target = _pair("binary_cross_entropy", input, target)
     xp = backend.get_array_module(input.data)
@@ -537,14 +542,15 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean") ->
     return _pointwise("binary_cross_entropy", (input, target), loss, derivs, reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean",
-                                     pos_weight=None) -> Tensor:
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction: str = "mean", pos_weight=None) -> Tensor:
     """BCE of sigmoid(x) computed stably from the logits x:
     (1 - t) x + l softplus(-x), l = 1 + (pos_weight - 1) t (l = 1 without pos_weight),
     times ``weight``; softplus(-x) = max(-x, 0) + log1p(exp(-|x|)). ``pos_weight``
     broadcasts along the last (class) dimension. Backward: w (l sigmoid(x) - pos_weight t)
     for x; w (-x + (pos_weight - 1) softplus(-x)) for t.
     As ``torch.nn.functional.binary_cross_entropy_with_logits``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     fn = "binary_cross_entropy_with_logits"
     input, target = _pair(fn, input, target)
@@ -582,7 +588,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
 _KL_REDUCTIONS = ("none", "batchmean", "mean", "sum")
 
 
-def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> Tensor:
+def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
     """Kullback-Leibler divergence with ``input`` = log q and ``target`` = p (or log p
     with ``log_target``): p (log p - log q) per element, 0 where p = 0.
 
@@ -591,6 +598,7 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> 
     Backward: -p (or -exp(log p)) for the input; log p + 1 - log q for a target p > 0
     (at p = 0, where the derivative is -inf and torch gives NaN, -log q is returned).
     As ``torch.nn.functional.kl_div``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if reduction not in _KL_REDUCTIONS:
         raise ValueError(f"kl_div: reduction must be one of {_KL_REDUCTIONS}, got {reduction!r}")
     if reduction == "mean":
@@ -621,12 +629,14 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False) -> 
     return _pointwise("kl_div", (input, target), loss, derivs, "mean", divisor=X.shape[0] if X.ndim else 1)
 
 
-def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+             reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` (N, C) or (N, C, d1, ...)
     at the integer class ``target`` (N,) or (N, d1, ...):
     loss_i = -weight[t_i] * input[i, t_i], 0 where t_i == ignore_index; "mean" divides
     the sum by the sum of weight[t_i] over the targets not ignored (NaN if all are).
     As ``torch.nn.functional.nll_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     from ..functional import _class_targets
     x = _float_input(input, "nll_loss")

@@ -15,8 +15,9 @@ from .module import Module
 
 
 class _Loss(Module):
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean"):
         super().__init__()
+        reduction = _F._legacy_reduction(size_average, reduce, reduction)
         _F._check_reduction(reduction)
         self.reduction = reduction
 
@@ -47,9 +48,9 @@ class CrossEntropyLoss(_Loss):
     As ``torch.nn.CrossEntropyLoss``; see ``tinytl.functional.cross_entropy``.
     """
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
-        super().__init__(reduction)
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0):
+        super().__init__(size_average, reduce, reduction)
         if not 0.0 <= float(label_smoothing) <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self._weight_buffer("weight", weight)
@@ -65,8 +66,9 @@ class NLLLoss(_Loss):
     """Negative log-likelihood of log-probabilities (e.g. a LogSoftmax's output) at integer
     labels, with ``weight`` and ``ignore_index`` as CrossEntropyLoss. As ``torch.nn.NLLLoss``."""
 
-    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
-        super().__init__(reduction)
+    def __init__(self, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean"):
+        super().__init__(size_average, reduce, reduction)
         self._weight_buffer("weight", weight)
         self.ignore_index = ignore_index
 
@@ -93,8 +95,8 @@ class L1Loss(_Loss):
 class SmoothL1Loss(_Loss):
     """0.5 d^2 / beta for |d| < beta, else |d| - 0.5 beta. As ``torch.nn.SmoothL1Loss(beta=1.0)``."""
 
-    def __init__(self, reduction: str = "mean", beta: float = 1.0):
-        super().__init__(reduction)
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(size_average, reduce, reduction)
         if beta < 0:
             raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta!r}")
         self.beta = beta
@@ -107,7 +109,7 @@ class HuberLoss(_Loss):
     """0.5 d^2 for |d| < delta, else delta (|d| - 0.5 delta). As ``torch.nn.HuberLoss(delta=1.0)``."""
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
-        super().__init__(reduction)
+        super().__init__(reduction=reduction)
         if not delta > 0:
             raise ValueError(f"HuberLoss: delta must be positive, got {delta!r}")
         self.delta = delta
@@ -120,8 +122,8 @@ class BCELoss(_Loss):
     """Binary cross-entropy of probabilities in [0, 1] (logs clamped at -100), optional
     per-element ``weight``. As ``torch.nn.BCELoss``."""
 
-    def __init__(self, weight=None, reduction: str = "mean"):
-        super().__init__(reduction)
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean"):
+        super().__init__(size_average, reduce, reduction)
         self._weight_buffer("weight", weight)
 
     def forward(self, input, target):
@@ -133,8 +135,8 @@ class BCEWithLogitsLoss(_Loss):
     optional ``weight`` and a ``pos_weight`` per class (the weight of positive examples).
     As ``torch.nn.BCEWithLogitsLoss``."""
 
-    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
-        super().__init__(reduction)
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction: str = "mean", pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
         self._weight_buffer("weight", weight)
         self._weight_buffer("pos_weight", pos_weight)
 
@@ -148,8 +150,9 @@ class KLDivLoss(Module):
     ones with ``log_target``). reduction="batchmean" gives the KL per sample; "mean" (the
     default, as torch) divides by every element and warns. As ``torch.nn.KLDivLoss``."""
 
-    def __init__(self, reduction: str = "mean", log_target: bool = False):
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
         super().__init__()
+        reduction = _F._legacy_reduction(size_average, reduce, reduction)
         if reduction not in F._KL_REDUCTIONS:
             raise ValueError(f"KLDivLoss: reduction must be one of {F._KL_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
