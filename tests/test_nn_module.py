@@ -198,3 +198,17 @@ def test_module_dict():
         md["y"] = 3
     md.clear()
     assert len(md) == 0
+
+
+@pytest.mark.parametrize("ext", ["safetensors", "npz"])
+def test_batchnorm_state_survives_a_checkpoint(tmp_path, ext):
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    for _ in range(3):
+        m(tl.tensor(np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)))
+    path = str(tmp_path / f"m.{ext}")
+    tl.save(m, path)
+    m2 = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    m2.load_state_dict(path)
+    assert int(m2[1].num_batches_tracked.data) == 3 and m2[1].num_batches_tracked.dtype == np.int64
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(m2.state_dict()[k], v)

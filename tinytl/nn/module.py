@@ -1,10 +1,13 @@
 """Module and Parameter: the stateful side of tinytl, named as in PyTorch.
 
 A ``Module`` registers the ``Parameter``s and sub-``Module``s assigned to its
-attributes, so ``named_parameters()`` and ``state_dict()`` can walk the tree
-and name each weight by its path (``0.weight``, ``encoder.2.bias``). The
-state dict holds NumPy arrays with PyTorch's names and shapes, so a PyTorch
-state dict of the same architecture loads unchanged.
+attributes, and the buffers given to ``register_buffer`` (state that is not
+trained, such as BatchNorm's running statistics), so ``named_parameters()``,
+``named_buffers()`` and ``state_dict()`` can walk the tree and name each tensor
+by its path (``0.weight``, ``encoder.2.bias``, ``1.running_mean``). The state
+dict holds NumPy arrays with PyTorch's names, shapes and order (each module's
+parameters, then its buffers), so a PyTorch state dict of the same architecture
+loads unchanged.
 
 Two guards against silent mistakes that other frameworks allow:
 - assigning an attribute that does not exist on a finished module (a typo such
@@ -442,7 +445,9 @@ class Module(metaclass=_ModuleMeta):
         Every key, shape and dtype is checked before anything is copied: on any
         error the model is unchanged. Floating values of another precision are
         cast to the parameter's dtype (a float64 checkpoint loads into a float32
-        model); non-floating values are refused. A shape mismatch is always an
+        model); non-floating values are refused, except for integer buffers
+        (``num_batches_tracked``), which take integer values. A BatchNorm's
+        ``num_batches_tracked`` may be absent (older checkpoints), as in torch. A shape mismatch is always an
         error (use ``tl.transfer.transfer_weights`` to copy what fits). A state
         dict of which no key names a parameter of the model (an empty one, or
         one with a wrong prefix) is an error even with ``strict=False``, as in
