@@ -165,9 +165,10 @@ def test_nll_loss_matches_torch(rng, reduction, weighted, ignore):
     z, y = logits_labels(rng, 7, 4)
     lp = z - np.log(np.exp(z).sum(1, keepdims=True))
     w = rng.uniform(0.5, 2, size=4) if weighted else None
+    tw = None if w is None else torch.tensor(w)
     check_torch(lambda a: F.nll_loss(a, y, weight=w, ignore_index=ignore, reduction=reduction),
-                lambda a: torch.nn.functional.nll_loss(a, torch.tensor(y), weight=None if w is None else torch.tensor(w),
-                                                       ignore_index=ignore, reduction=reduction), [lp])
+                lambda a: torch.nn.functional.nll_loss(a, torch.tensor(y), weight=tw, ignore_index=ignore,
+                                                       reduction=reduction), [lp])
     m = nn.NLLLoss(weight=w, ignore_index=ignore, reduction=reduction)
     assert np.allclose(host(m(tl.tensor(lp), y)), host(F.nll_loss(tl.tensor(lp), y, w, None, ignore, None, reduction)),
                        equal_nan=True)
@@ -189,8 +190,10 @@ def test_log_softmax_then_nll_is_cross_entropy(device, rng):
 # ------------------------------------------------------ pointwise regression ----
 
 POINTWISE = [
-    ("l1", lambda a, b, r: F.l1_loss(a, b, reduction=r), lambda a, b, r: __import__("torch").nn.functional.l1_loss(a, b, reduction=r)),
-    ("mse", lambda a, b, r: TF.mse_loss(a, b, reduction=r), lambda a, b, r: __import__("torch").nn.functional.mse_loss(a, b, reduction=r)),
+    ("l1", lambda a, b, r: F.l1_loss(a, b, reduction=r),
+     lambda a, b, r: __import__("torch").nn.functional.l1_loss(a, b, reduction=r)),
+    ("mse", lambda a, b, r: TF.mse_loss(a, b, reduction=r),
+     lambda a, b, r: __import__("torch").nn.functional.mse_loss(a, b, reduction=r)),
     ("smooth_l1", lambda a, b, r: F.smooth_l1_loss(a, b, reduction=r),
      lambda a, b, r: __import__("torch").nn.functional.smooth_l1_loss(a, b, reduction=r)),
     ("smooth_l1_b0.5", lambda a, b, r: F.smooth_l1_loss(a, b, reduction=r, beta=0.5),

@@ -115,7 +115,8 @@ def test_activation_layers_and_their_reprs():
              (nn.LayerNorm(4), torch.nn.LayerNorm(4)), (nn.LayerNorm(2, bias=False), torch.nn.LayerNorm(2, bias=False)),
              (nn.LayerNorm((3, 4), elementwise_affine=False),
                                                         torch.nn.LayerNorm((3, 4), elementwise_affine=False)),
-             (nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)), (nn.BatchNorm1d(2, bias=False), torch.nn.BatchNorm1d(2, bias=False)),
+             (nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)),
+             (nn.BatchNorm1d(2, bias=False), torch.nn.BatchNorm1d(2, bias=False)),
              (nn.BatchNorm1d(3, momentum=None, affine=False), torch.nn.BatchNorm1d(3, momentum=None, affine=False)),
              (nn.Unflatten(1, (2, 3)), torch.nn.Unflatten(1, (2, 3)))]
     for ours, theirs in pairs:

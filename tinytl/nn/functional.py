@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import backend
 from .._random import generator as _generator
-from ..functional import (_check_reduction, _legacy_reduction, _loss_backward, _same_device, _seed, _tensor, cross_entropy,
-                          linear, mse_loss, relu)
+from ..functional import (_check_reduction, _legacy_reduction, _loss_backward, _same_device, _seed, _tensor,
+                          cross_entropy, linear, mse_loss, relu)
 from ..tensor import Tensor, _make
 
 __all__ = ["linear", "relu", "cross_entropy", "mse_loss", "softmax", "log_softmax", "gelu", "silu",
