@@ -96,6 +96,15 @@ def test_cross_entropy_spatial_and_single_sample_shapes(rng):
     for r in REDUCTIONS:
         check_torch(lambda a: TF.cross_entropy(a, y, reduction=r),
                     lambda a: torch.nn.functional.cross_entropy(a, torch.tensor(y), reduction=r), [z])
+    y[0, 1] = 1
+    w = rng.uniform(0.5, 2, size=4)
+    kw = dict(ignore_index=1, label_smoothing=0.15)
+    check_torch(lambda a: TF.cross_entropy(a, y, weight=w, **kw),
+                lambda a: torch.nn.functional.cross_entropy(a, torch.tensor(y), weight=torch.tensor(w), **kw), [z])
+    p = rng.dirichlet(np.ones(4), size=(2, 3)).transpose(0, 2, 1)       # (N, C, d) probabilities
+    check_torch(lambda a: TF.cross_entropy(a, tl.tensor(p), reduction="none", label_smoothing=0.1),
+                lambda a: torch.nn.functional.cross_entropy(a, torch.tensor(p), reduction="none",
+                                                            label_smoothing=0.1), [z])
     z1 = rng.normal(size=4)
     check_torch(lambda a: TF.cross_entropy(a, np.array(2)),
                 lambda a: torch.nn.functional.cross_entropy(a, torch.tensor(2)), [z1])
