@@ -331,6 +331,10 @@ def render_api():
     out += ["### `nn.Sequential` extras", ""] + [l for l in _members(nn.Sequential, "Sequential")] + [""]
     out += ["## `tl.nn.functional` (also `tl.functional`)", ""]
     out += [_entry(f"nn.functional.{n}", getattr(nn.functional, n)) for n in nn.functional.__all__] + [""]
+    for sub in ("init", "utils"):
+        mod = getattr(nn, sub)
+        out += [f"## `tl.nn.{sub}`", "", _summary(mod), ""]
+        out += [_entry(f"nn.{sub}.{n}", getattr(mod, n)) for n in mod.__all__] + [""]
 
     out += ["## `tl.optim`", "", _summary(optim), ""]
     for cls in (optim.SGD, optim.Adam, optim.AdamW):

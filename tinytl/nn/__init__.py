@@ -1,8 +1,16 @@
-"""``tl.nn``: modules (layers with parameters) and losses, named as in ``torch.nn``."""
-from . import functional
-from .layers import Flatten, Identity, Linear, ReLU, Sequential
-from .losses import CrossEntropyLoss, MSELoss
+"""``tl.nn``: modules (layers with parameters), containers and losses, named as in ``torch.nn``;
+``tl.nn.functional``, ``tl.nn.init`` and ``tl.nn.utils`` as torch's."""
+from . import functional, init, utils
+from .activation import GELU, LeakyReLU, LogSoftmax, SiLU, Softmax
+from .container import ModuleDict, ModuleList
+from .dropout import Dropout
+from .layers import Flatten, Identity, Linear, ReLU, Sequential, Unflatten
+from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+                     SmoothL1Loss)
 from .module import Module, Parameter
+from .normalization import BatchNorm1d, LayerNorm
 
-__all__ = ["Module", "Parameter", "Linear", "ReLU", "Identity", "Flatten", "Sequential",
-           "CrossEntropyLoss", "MSELoss", "functional"]
+__all__ = ["Module", "Parameter", "Linear", "ReLU", "Identity", "Flatten", "Unflatten", "Sequential",
+           "ModuleList", "ModuleDict", "Dropout", "LeakyReLU", "GELU", "SiLU", "Softmax", "LogSoftmax",
+           "LayerNorm", "BatchNorm1d", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss",
+           "HuberLoss", "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "functional", "init", "utils"]

@@ -1,4 +1,4 @@
-"""Layers: Linear, ReLU, Identity, Flatten and the Sequential container.
+"""Layers: Linear, ReLU, Identity, Flatten, Unflatten and the Sequential container.
 
 Each layer holds its parameters and calls a stateless op from
 ``tinytl/functional.py``. ``Sequential`` fuses a ``Linear`` directly followed
@@ -106,6 +106,38 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Expands dimension ``dim`` into ``unflattened_size`` (one entry may be -1):
+    (N, 12) with Unflatten(1, (3, 4)) becomes (N, 3, 4). As ``torch.nn.Unflatten``."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"Unflatten: dim must be an int, got {type(dim).__name__}")
+        if not isinstance(unflattened_size, (tuple, list)) or not all(
+                isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in unflattened_size):
+            raise TypeError(f"Unflatten: unflattened_size must be a tuple of ints, got {unflattened_size!r}")
+        self.dim = int(dim)
+        self.unflattened_size = unflattened_size
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        shape = x.shape
+        if not -len(shape) <= self.dim < len(shape):
+            raise IndexError(f"Unflatten: dim {self.dim} is out of range for an input of shape {shape}")
+        d = self.dim % len(shape)
+        sizes = tuple(int(n) for n in self.unflattened_size)
+        known = int(np.prod([n for n in sizes if n != -1]))
+        if (sizes.count(-1) > 1 or (-1 not in sizes and known != shape[d])
+                or (-1 in sizes and (known == 0 or shape[d] % known))):
+            raise ValueError(f"Unflatten: sizes {list(sizes)} don't multiply up to the size of dim {d} "
+                             f"({shape[d]}) of the input of shape {shape}")
+        return reshape(x, shape[:d] + sizes + shape[d + 1:])
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class Sequential(Module):

@@ -1,10 +1,13 @@
 """Module and Parameter: the stateful side of tinytl, named as in PyTorch.
 
 A ``Module`` registers the ``Parameter``s and sub-``Module``s assigned to its
-attributes, so ``named_parameters()`` and ``state_dict()`` can walk the tree
-and name each weight by its path (``0.weight``, ``encoder.2.bias``). The
-state dict holds NumPy arrays with PyTorch's names and shapes, so a PyTorch
-state dict of the same architecture loads unchanged.
+attributes, and the buffers given to ``register_buffer`` (state that is not
+trained, such as BatchNorm's running statistics), so ``named_parameters()``,
+``named_buffers()`` and ``state_dict()`` can walk the tree and name each tensor
+by its path (``0.weight``, ``encoder.2.bias``, ``1.running_mean``). The state
+dict holds NumPy arrays with PyTorch's names, shapes and order (each module's
+parameters, then its buffers), so a PyTorch state dict of the same architecture
+loads unchanged.
 
 Two guards against silent mistakes that other frameworks allow:
 - assigning an attribute that does not exist on a finished module (a typo such
@@ -126,10 +129,13 @@ class Module(metaclass=_ModuleMeta):
     """
 
     _built = False
+    _optional_buffers = ()   # buffer names a state dict may lack without being "missing" (BatchNorm)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
@@ -138,13 +144,22 @@ class Module(metaclass=_ModuleMeta):
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        params, modules = self._parameters, self._modules
+        params, modules, buffers = self._parameters, self._modules, self._buffers
         if isinstance(value, Parameter):
             modules.pop(name, None)
+            buffers.pop(name, None)
+            self._non_persistent_buffers_set.discard(name)
             params[name] = value
         elif isinstance(value, Module):
             params.pop(name, None)
+            buffers.pop(name, None)
+            self._non_persistent_buffers_set.discard(name)
             modules[name] = value
+        elif name in buffers:      # assigning to a buffer replaces it (as torch)
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} to buffer '{name}' of "
+                                f"{type(self).__name__} (a Tensor or None is expected)")
+            buffers[name] = value
         elif name in params:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} to parameter '{name}' of "
@@ -166,6 +181,8 @@ class Module(metaclass=_ModuleMeta):
     def __delattr__(self, name):
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param):
@@ -175,6 +192,37 @@ class Module(metaclass=_ModuleMeta):
         self._parameters[name] = param
         object.__setattr__(self, name, param)
 
+    def register_buffer(self, name: str, tensor, persistent: bool = True):
+        """Add a buffer: a Tensor that is part of the module's state but not a parameter
+        (no gradient, not seen by the optimizer), such as BatchNorm's ``running_mean``.
+
+        Buffers move with ``.to(device)``, are cast by ``.float()``/``.double()`` when
+        floating point, and are saved in the state dict (after the module's own
+        parameters) unless ``persistent=False``. As ``torch.nn.Module.register_buffer``.
+
+        Args:
+            name: the attribute name (no '.').
+            tensor: a Tensor, or None (a buffer slot that is skipped in the state dict).
+            persistent: whether the buffer is part of ``state_dict()``.
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before register_buffer")
+        if not isinstance(name, str):
+            raise TypeError(f"register_buffer: buffer name should be a string, got {type(name).__name__}")
+        if "." in name or name == "":
+            raise KeyError(f"register_buffer: a buffer name must be non-empty and without '.', got {name!r}")
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"register_buffer: attribute '{name}' already exists")
+        if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
+            raise TypeError(f"register_buffer: cannot assign {type(tensor).__name__} to buffer '{name}' "
+                            f"(a Tensor or None is expected)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
+        object.__setattr__(self, name, tensor)
+
     def add_module(self, name: str, module):
         """Add a child module (or None) under ``name``."""
         if not isinstance(name, str) or not name or "." in name:
@@ -182,6 +230,7 @@ class Module(metaclass=_ModuleMeta):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: '{name}' must be a Module or None")
         self._parameters.pop(name, None)
+        self._buffers.pop(name, None)
         self._modules[name] = module
         object.__setattr__(self, name, module)
 
@@ -263,8 +312,77 @@ class Module(metaclass=_ModuleMeta):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        """Yield (dotted name, buffer Tensor) for every buffer (None slots skipped)."""
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mname, mod in mods:
+            for k, b in mod._buffers.items():
+                if b is None or (remove_duplicate and id(b) in seen):
+                    continue
+                seen.add(id(b))
+                yield (f"{mname}.{k}" if mname else k), b
+
+    def buffers(self, recurse: bool = True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def apply(self, fn):
+        """Call ``fn`` on every submodule (children first, recursively) and then on self;
+        returns self. The usual way to initialise a model's weights::
+
+            def init(m):
+                if isinstance(m, nn.Linear):
+                    nn.init.xavier_uniform_(m.weight)
+            model.apply(init)
+        """
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def get_submodule(self, target: str) -> "Module":
+        """The submodule at dotted path ``target`` ("" is self), as torch's ``get_submodule``.
+
+        Raises:
+            AttributeError: naming the first part of the path that is not a submodule.
+        """
+        if not isinstance(target, str):
+            raise TypeError(f"get_submodule: target must be a str, got {type(target).__name__}")
+        mod = self
+        if target == "":
+            return mod
+        for item in target.split("."):
+            if item not in mod._modules or mod._modules[item] is None:
+                if hasattr(mod, item) and not isinstance(getattr(mod, item), Module):
+                    raise AttributeError(f"get_submodule: `{item}` of {type(mod).__name__} is not an nn.Module")
+                raise AttributeError(f"get_submodule: {type(mod).__name__} has no attribute `{item}` "
+                                     f"(looking up '{target}')")
+            mod = mod._modules[item]
+        return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at dotted path ``target`` (e.g. "0.weight")."""
+        mod_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(mod_path)
+        if name not in mod._parameters or mod._parameters[name] is None:
+            raise AttributeError(f"get_parameter: {type(mod).__name__} has no parameter `{name}`")
+        return mod._parameters[name]
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at dotted path ``target`` (e.g. "1.running_mean")."""
+        mod_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(mod_path)
+        if name not in mod._buffers or mod._buffers[name] is None:
+            raise AttributeError(f"get_buffer: {type(mod).__name__} has no buffer `{name}`")
+        return mod._buffers[name]
+
     # --- modes and gradients --------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode on this module and every descendant (Dropout drops,
+        BatchNorm uses batch statistics); returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError(f"train: training mode is expected to be boolean, got {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -296,12 +414,30 @@ class Module(metaclass=_ModuleMeta):
         return self.requires_grad_(True)
 
     # --- state dict -------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Every parameter as a NumPy array, keyed by its dotted name.
+    def _named_state(self, prefix: str = ""):
+        """(dotted name, Tensor, is_buffer) of everything in the state dict, in torch's order:
+        module by module (pre-order), each module's parameters, then its persistent buffers."""
+        seen = set()
+        for mname, mod in self.named_modules(prefix):
+            for k, p in mod._parameters.items():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mname}.{k}" if mname else k), p, False
+            for k, b in mod._buffers.items():
+                if b is not None and k not in mod._non_persistent_buffers_set:
+                    yield (f"{mname}.{k}" if mname else k), b, True
+
+    def state_dict(self, *, prefix: str = "", keep_vars: bool = False) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter and persistent buffer as a NumPy array, keyed by its dotted name
+        (torch's keys and order: a BatchNorm1d gives weight, bias, running_mean,
+        running_var, num_batches_tracked).
 
         The arrays are copies: later training does not change a saved state dict.
+        With ``keep_vars=True`` the Parameters and buffer Tensors themselves are returned.
         """
-        return OrderedDict((k, backend.to_numpy(p.data).copy()) for k, p in self.named_parameters())
+        if keep_vars:
+            return OrderedDict((k, t) for k, t, _ in self._named_state(prefix))
+        return OrderedDict((k, backend.to_numpy(t.data).copy()) for k, t, _ in self._named_state(prefix))
 
     def load_state_dict(self, state_or_path, strict: bool = True) -> IncompatibleKeys:
         """Copy weights from a state dict (name -> array) or a checkpoint file.
@@ -309,7 +445,9 @@ class Module(metaclass=_ModuleMeta):
         Every key, shape and dtype is checked before anything is copied: on any
         error the model is unchanged. Floating values of another precision are
         cast to the parameter's dtype (a float64 checkpoint loads into a float32
-        model); non-floating values are refused. A shape mismatch is always an
+        model); non-floating values are refused, except for integer buffers
+        (``num_batches_tracked``), which take integer values. A BatchNorm's
+        ``num_batches_tracked`` may be absent (older checkpoints), as in torch. A shape mismatch is always an
         error (use ``tl.transfer.transfer_weights`` to copy what fits). A state
         dict of which no key names a parameter of the model (an empty one, or
         one with a wrong prefix) is an error even with ``strict=False``, as in
@@ -337,8 +475,11 @@ class Module(metaclass=_ModuleMeta):
             state = state_or_path
         else:
             raise TypeError(f"load_state_dict expects a dict or a path, got {type(state_or_path).__name__}")
-        own = OrderedDict(self.named_parameters())
-        missing = [k for k in own if k not in state]
+        entries = list(self._named_state())
+        own = OrderedDict((k, t) for k, t, _ in entries)
+        is_buffer = {k: b for k, _, b in entries}
+        optional = {f"{n}.{k}" if n else k for n, m in self.named_modules() for k in m._optional_buffers}
+        missing = [k for k in own if k not in state and k not in optional]
         unexpected = [k for k in state if k not in own]
         problems, staged = [], []
         for k, p in own.items():
@@ -354,6 +495,12 @@ class Module(metaclass=_ModuleMeta):
                     continue
             if tuple(v.shape) != tuple(p.shape):
                 problems.append(f"size mismatch for '{k}': checkpoint {tuple(v.shape)}, model {tuple(p.shape)}")
+            elif is_buffer[k] and p.dtype.kind != "f":   # an integer buffer (num_batches_tracked)
+                if v.dtype.kind not in "iub":
+                    problems.append(f"'{k}': checkpoint dtype {v.dtype} is not an integer, as buffer "
+                                    f"dtype {p.dtype}")
+                else:
+                    staged.append((p, v))
             elif v.dtype.kind != "f":
                 problems.append(f"'{k}': checkpoint dtype {v.dtype} is not floating point")
             else:
@@ -377,15 +524,20 @@ class Module(metaclass=_ModuleMeta):
         return IncompatibleKeys(missing, unexpected)
 
     # --- devices and dtypes -------------------------------------------------
-    def _apply(self, fn):
+    def _apply(self, fn, floats_only: bool = False):
+        """Replace every parameter's (and gradient's) and buffer's array by ``fn(array)``;
+        with ``floats_only``, integer buffers (num_batches_tracked) are left as they are."""
         for p in self.parameters():
             p.data = fn(p.data)
             if p.grad is not None:
                 p.grad = fn(p.grad)
+        for b in self.buffers():
+            if not floats_only or b.dtype.kind == "f":
+                b.data = fn(b.data)
         return self
 
     def to(self, device):
-        """Move every parameter (and its gradient) to ``device``; returns self."""
+        """Move every parameter (and its gradient) and buffer to ``device``; returns self."""
         device = backend.check_device(device)
         return self._apply(lambda a: backend.to_device(a, device))
 
@@ -397,11 +549,11 @@ class Module(metaclass=_ModuleMeta):
 
     def float(self):
         """Cast every parameter to float32; returns self."""
-        return self._apply(lambda a: a.astype(np.float32, copy=False))
+        return self._apply(lambda a: a.astype(np.float32, copy=False), floats_only=True)
 
     def double(self):
         """Cast every parameter to float64 (for gradient checks); returns self."""
-        return self._apply(lambda a: a.astype(np.float64, copy=False))
+        return self._apply(lambda a: a.astype(np.float64, copy=False), floats_only=True)
 
     # --- printing -----------------------------------------------------------
     def extra_repr(self) -> str:
