@@ -79,7 +79,9 @@ class _AttributionMode:
     """Eval mode and grad mode on; every module's training flag and every parameter's .grad
     as they were, after."""
 
-    def __init__(self, model: Module):
+    def __init__(self, model: Module, fn: str):
+        if not isinstance(model, Module):
+            raise TypeError(f"{fn}: model must be a tinytl Module, got {type(model).__name__}")
         self.model = model
         self.modes = [(m, m.training) for m in model.modules()]
         self.grads = [(p, p.grad) for p in model.parameters()]
@@ -201,7 +203,7 @@ def saliency(model: Module, x, target=None, abs: bool = True) -> np.ndarray:
         IndexError: a target out of range; TypeError/ValueError: a bad x or target.
     """
     fn = "saliency"
-    with _AttributionMode(model):
+    with _AttributionMode(model, fn):
         x, t, single = _resolve(model, x, target, fn)
         g, _ = _grad_and_score(model, x, t, fn)
     xp = backend.get_array_module(g)
@@ -215,7 +217,7 @@ def input_x_gradient(model: Module, x, target=None) -> np.ndarray:
     Args and returns as in ``saliency``.
     """
     fn = "input_x_gradient"
-    with _AttributionMode(model):
+    with _AttributionMode(model, fn):
         x, t, single = _resolve(model, x, target, fn)
         g, _ = _grad_and_score(model, x, t, fn)
     return _out(x * g, single)
@@ -279,7 +281,7 @@ def integrated_gradients(model: Module, x, target=None, baseline=None, steps: in
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"{fn}: batch_size must be a positive integer or None, got {batch_size!r}")
-    with _AttributionMode(model):
+    with _AttributionMode(model, fn):
         x, t, single = _resolve(model, x, target, fn)
         base = _baseline(baseline, x, single, fn)
         xp = backend.get_array_module(x)
