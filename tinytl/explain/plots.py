@@ -21,14 +21,15 @@ def figure(width=6.4, height=4.2, layout=None):
 
 
 def cka_heatmaps(sims: dict, title: str = "linear CKA"):
-    """One heatmap per ``LayerSimilarity`` of ``sims`` (label -> result), values written in."""
-    fig = figure(3.6 * len(sims) + 1.0, 3.6, layout="constrained")
+    """One heatmap per ``LayerSimilarity`` of ``sims`` (label -> result), values written in
+    (colour scale fixed: 0 dark violet to 1 yellow)."""
+    fig = figure(3.6 * len(sims) + 0.4, 3.6)
     if fig is None:
         return None
     axes = fig.subplots(1, len(sims), squeeze=False)[0]
     for ax, (label, sim) in zip(axes, sims.items()):
         m = np.asarray(sim.matrix)
-        im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis", origin="upper")
+        ax.imshow(m, vmin=0, vmax=1, cmap="viridis", origin="upper")     # 0 dark, 1 yellow
         ax.set_xticks(range(len(sim.layers_b)), sim.layers_b)
         ax.set_yticks(range(len(sim.layers_a)), sim.layers_a)
         ax.set_xlabel("layer (after)")
@@ -38,7 +39,6 @@ def cka_heatmaps(sims: dict, title: str = "linear CKA"):
             for j in range(m.shape[1]):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="black" if m[i, j] > 0.6 else "white")
-    fig.colorbar(im, ax=list(axes), shrink=0.8)
     return fig
 
 
