@@ -223,6 +223,17 @@ def test_layer_similarity_minibatch(device, rng):
     np.testing.assert_allclose(full.matrix, [[cka(u, v, debiased=True) for v in hb] for u in ha], rtol=1e-9)
 
 
+def test_layer_similarity_of_models_on_two_devices(device, rng):
+    a, b = mlp(seed=0), mlp(seed=1)
+    X = rng.normal(size=(20, 10))
+    for minibatch in (False, True):
+        want = layer_similarity(a, b, X, minibatch=minibatch, batch_size=10).matrix
+        np.testing.assert_allclose(layer_similarity(a.to(device), b.to("cpu"), X, minibatch=minibatch,
+                                                    batch_size=10).matrix, want, rtol=1e-9)
+        np.testing.assert_allclose(layer_similarity(a.to("cpu"), b.to(device), X, minibatch=minibatch,
+                                                    batch_size=10).matrix, want, rtol=1e-9)
+
+
 def test_layer_similarity_sees_each_layer_not_the_fused_pair(rng):
     """A Sequential fuses Linear+ReLU when no hook is set; with hooks, Linear's own output
     (with negative values) and ReLU's differ."""

@@ -539,13 +539,13 @@ def layer_similarity(model_a: Module, model_b: Module, X, *, kernel: str = "line
         for acts_a, acts_b in zip(_activations(model_a, X, la, batch_size, fn),
                                   _activations(model_b, X, lb, batch_size, fn)):
             names_a, names_b = list(acts_a), list(acts_b)
-            acc.update([_host_or_same(v, acts_b) for v in acts_a.values()], list(acts_b.values()))
+            acc.update(*_same_device(list(acts_a.values()), list(acts_b.values())))
         matrix = acc.compute()
     else:
         acts_a, acts_b = _gather(model_a, X, la, batch_size, fn), _gather(model_b, X, lb, batch_size, fn)
         names_a, names_b = list(acts_a), list(acts_b)
-        ra = _reps([_host_or_same(v, acts_b) for v in acts_a.values()], kernel, threshold, fn)
-        rb = _reps(list(acts_b.values()), kernel, threshold, fn)
+        xs, ys = _same_device(list(acts_a.values()), list(acts_b.values()))
+        ra, rb = _reps(xs, kernel, threshold, fn), _reps(ys, kernel, threshold, fn)
         xx = [_hsic(r, r, debiased) for r in ra]
         yy = [_hsic(r, r, debiased) for r in rb]
         matrix = np.array([[_ratio(_hsic(a, b, debiased), xx[i], yy[j], fn) for j, b in enumerate(rb)]
@@ -553,13 +553,13 @@ def layer_similarity(model_a: Module, model_b: Module, X, *, kernel: str = "line
     return LayerSimilarity(names_a, names_b, matrix, kernel, bool(debiased), bool(minibatch), int(n))
 
 
-def _host_or_same(a, others):
-    """``a`` in float64 on the device of ``others`` (two models on two devices meet on the CPU)."""
-    a = a.astype(np.float64, copy=False)
-    b = next(iter(others.values()))
-    if backend.is_cupy_array(a) != backend.is_cupy_array(b):
-        return backend.to_numpy(a)
-    return a
+def _same_device(xs: list, ys: list):
+    """Both lists of activations in float64 on one device (two models on two devices meet on the CPU)."""
+    xs = [a.astype(np.float64, copy=False) for a in xs]
+    ys = [a.astype(np.float64, copy=False) for a in ys]
+    if backend.is_cupy_array(xs[0]) != backend.is_cupy_array(ys[0]):
+        xs, ys = [backend.to_numpy(a) for a in xs], [backend.to_numpy(a) for a in ys]
+    return xs, ys
 
 
 # ----------------------------------------------------------- weight drift ----
