@@ -168,11 +168,18 @@ def explain_checkpoints(before, after, data, out, examples: int = 4, steps: int 
         order = rng.permutation(len(x))
         half = len(x) // 2
         tr, te = order[:half], order[half:]
+        # about 2000 SGD steps per probe (at most 100 epochs): seconds, whatever the data's size
+        epochs = max(1, min(100, 2000 // max(1, math.ceil(len(tr) / 64))))
         for label, m in (("before", ma), ("after", mb)):
-            probes[label] = probe_layers(m, x[tr], y[tr], x[te], y[te], seed=seed)
-            log(f"\nlinear probe after each layer ({label}; {len(tr)} training, {len(te)} test examples):")
+            probes[label] = probe_layers(m, x[tr], y[tr], x[te], y[te], epochs=epochs, batch_size=64, seed=seed)
+            log(f"\nlinear probe after each layer ({label}; {len(tr)} training, {len(te)} test examples, "
+                f"{epochs} epochs):")
             log(str(probes[label]))
         result["probe"] = {k: v.to_dict() for k, v in probes.items()}
+        result["probe_settings"] = {"split": f"a permutation of the rows drawn with seed {seed}: first half "
+                                             "to train, second half to test", "train_examples": int(len(tr)),
+                                    "test_examples": int(len(te)), "epochs": epochs, "lr": 0.1,
+                                    "batch_size": 64, "seed": seed}
 
     pick = np.arange(min(int(examples), len(x)))
     attr = {}

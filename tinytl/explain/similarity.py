@@ -257,6 +257,7 @@ class MinibatchCKA:
         fn = "MinibatchCKA.update"
         if isinstance(xs, (np.ndarray, Tensor)) or backend.is_cupy_array(xs):
             xs = [xs]
+        same = ys is None                           # a model against itself: each Gram once
         if ys is None:
             ys = xs
         elif isinstance(ys, (np.ndarray, Tensor)) or backend.is_cupy_array(ys):
@@ -274,7 +275,6 @@ class MinibatchCKA:
         if self.xy is not None and self.xy.shape != (len(xs), len(ys)):
             raise ValueError(f"{fn}: this accumulator holds {self.xy.shape[0]} x {self.xy.shape[1]} layers, "
                              f"got {len(xs)} x {len(ys)}")
-        same = ys is xs
         rx = _reps(xs, self.kernel, self.threshold, fn)
         ry = rx if same else _reps(ys, self.kernel, self.threshold, fn)
         xx = np.array([_hsic(r, r, True) for r in rx])
