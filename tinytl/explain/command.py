@@ -23,7 +23,9 @@ from ..nn import Linear, ReLU, Sequential
 from ..tensor import Tensor, no_grad
 from . import plots
 from .attributions import integrated_gradients
-from .similarity import layer_similarity, probe_layers, weight_drift
+from .drift import weight_drift
+from .probes import probe_layers
+from .similarity import layer_similarity
 
 MAX_DATA_BYTES = 1 << 30          # 1 GiB of array data: more is refused before it is read
 _KEY = re.compile(r"^(\d+)\.(weight|bias)$")

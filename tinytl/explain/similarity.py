@@ -1,34 +1,27 @@
-"""What the transfer changed: representation similarity (CKA), weight drift, per-layer probes.
+"""Do two layers compute the same representation? Centered kernel alignment (CKA).
 
-Three instruments, each answering one question a learner asks after fine-tuning:
+CKA (Kornblith et al., ICML 2019) compares two activation matrices over the same inputs,
+whatever their widths: 1 for identical representations (and for ones that differ by a
+rotation or a scale), near 0 for unrelated ones. ``cka`` computes it for two matrices,
+``minibatch_cka`` / ``MinibatchCKA`` accumulate it over batches (Nguyen et al., ICLR 2021),
+and ``layer_similarity`` gives the CKA matrix between every layer of two models, whose
+activations it catches with forward hooks (``Module.register_forward_hook``): any model works
+as it is, nothing here re-implements a forward pass.
 
-- ``cka`` / ``minibatch_cka`` / ``layer_similarity``: *do two layers compute the same
-  representation?* Centered kernel alignment (Kornblith et al., ICML 2019) compares two
-  activation matrices over the same inputs, whatever their widths; it is 1 for identical
-  representations (and for ones that differ by a rotation or a scale), near 0 for unrelated ones.
-- ``weight_drift``: *how far did each weight move?* ``||W_after - W_before||_F / ||W_before||_F``
-  and the cosine between them, per parameter (Neyshabur et al., 2020: lower layers move least).
-- ``probe_layers``: *where does the target task's information sit?* A linear probe's test
-  accuracy on the features after each layer.
-
-The activations are collected with forward hooks (``Module.register_forward_hook``), so any
-model works as it is: nothing here re-implements a forward pass.
-
-Read next: ``tinytl/explain/attributions.py`` (what a model looks at in one input).
+Read next: ``tinytl/explain/drift.py`` (how far the weights moved), ``tinytl/explain/probes.py``.
 """
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import backend
-from .._random import generator
-from ..nn import Identity, Linear, Module
-from ..tensor import Tensor, no_grad
+from ..nn import Module
+from ..tensor import Tensor
+from ._layers import _activations, _batch_bounds, _gather, _positive_int, _select_layers
 
 KERNELS = ("linear", "rbf")
 
@@ -76,12 +69,6 @@ def _check_kernel(kernel, threshold, fn: str):
             or not math.isfinite(threshold) or threshold <= 0):
         raise ValueError(f"{fn}: threshold must be a positive number, got {threshold!r}")
     return float(threshold)
-
-
-def _positive_int(value, arg: str, fn: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{fn}: {arg} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 # ------------------------------------------------------------------ HSIC ----
@@ -300,14 +287,6 @@ class MinibatchCKA:
         return out
 
 
-def _batch_bounds(n: int, batch_size: int):
-    """Consecutive [start, stop) of batch_size rows; a last batch of under 4 rows joins the one before."""
-    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < 4:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
-
-
 def minibatch_cka(X, Y, batch_size: int = 256, kernel: str = "linear", threshold: float = 0.5):
     """Minibatch CKA (Nguyen et al., 2021) of two representations, or of two lists of them.
 
@@ -343,109 +322,6 @@ def minibatch_cka(X, Y, batch_size: int = 256, kernel: str = "linear", threshold
         acc.update([x[s:e] for x in xs], [y[s:e] for y in ys])
     out = acc.compute()
     return float(out[0, 0]) if single else out
-
-
-# ------------------------------------------------------ collecting layers ----
-
-def _leaf_layers(model: Module) -> "OrderedDict[str, Module]":
-    """Every module without children, by dotted name (the model itself if it has none)."""
-    out = OrderedDict((n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children()))
-    return out or OrderedDict([("output", model)])
-
-
-def _select_layers(model: Module, layers, arg: str, fn: str) -> "OrderedDict[str, Module]":
-    if layers is None:
-        return _leaf_layers(model)
-    if isinstance(layers, str):
-        layers = [layers]
-    named = dict(model.named_modules())
-    out = OrderedDict()
-    for name in layers:
-        if name not in named or name == "":
-            known = [n for n in named if n]
-            raise ValueError(f"{fn}: {arg} names no layer '{name}' (the model's layers: {', '.join(known)})")
-        out[name] = named[name]
-    if not out:
-        raise ValueError(f"{fn}: {arg} is empty")
-    return out
-
-
-def _model_input(model: Module, X, fn: str, arg: str = "X"):
-    """X as an array on the model's device and in its dtype (batch first)."""
-    X = X.data if isinstance(X, Tensor) else X
-    if not (isinstance(X, np.ndarray) or backend.is_cupy_array(X)):
-        try:
-            X = np.asarray(X)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(X).__name__}") from None
-    if X.ndim < 1 or X.shape[0] == 0:
-        raise ValueError(f"{fn}: {arg} must have one row per example, got shape {tuple(X.shape)}")
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"{fn}: {arg} must hold numbers, got dtype {X.dtype}")
-    p = next(iter(model.parameters()), None)
-    if p is not None:
-        X = backend.to_device(X, p.device).astype(p.dtype, copy=False)
-    elif X.dtype.kind != "f":
-        X = X.astype(np.float32)
-    return X
-
-
-class _Eval:
-    """Run a model in eval mode, restoring every module's training flag after."""
-
-    def __init__(self, model):
-        self.modes = [(m, m.training) for m in model.modules()]
-        self.model = model
-
-    def __enter__(self):
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        for m, mode in self.modes:
-            object.__setattr__(m, "training", mode)
-        return False
-
-
-def _activations(model: Module, X, layers: "OrderedDict[str, Module]", batch_size: int, fn: str):
-    """Yield, per batch of X, {layer name: its output as an (rows, features) array}, by hooks."""
-    X = _model_input(model, X, fn)
-    for s, e in _batch_bounds(X.shape[0], batch_size):
-        seen = OrderedDict()
-
-        def hook_for(name):
-            def hook(module, args, output):
-                if name in seen:
-                    raise ValueError(f"{fn}: layer '{name}' ran twice in one forward pass (a shared module); "
-                                     "its activations are ambiguous, name other layers")
-                out = output.data if isinstance(output, Tensor) else output
-                if not (isinstance(out, np.ndarray) or backend.is_cupy_array(out)):
-                    raise TypeError(f"{fn}: layer '{name}' returned a {type(output).__name__}, not a Tensor")
-                seen[name] = out.reshape(out.shape[0], -1)
-            return hook
-        handles = [m.register_forward_hook(hook_for(name)) for name, m in layers.items()]
-        try:
-            with _Eval(model), no_grad():
-                model(Tensor(X[s:e]))
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [n for n in layers if n not in seen]
-        if missing:
-            raise ValueError(f"{fn}: layer(s) {', '.join(missing)} did not run in the model's forward pass")
-        yield seen
-
-
-def _gather(model, X, layers, batch_size, fn):
-    """{layer: all its activations on X}, in the order the layers ran."""
-    parts = None
-    for acts in _activations(model, X, layers, batch_size, fn):
-        if parts is None:
-            parts = OrderedDict((n, []) for n in acts)
-        for n, a in acts.items():
-            parts[n].append(a)
-    xp = backend.get_array_module(next(iter(parts.values()))[0])
-    return OrderedDict((n, xp.concatenate(v)) for n, v in parts.items())
 
 
 # ---------------------------------------------------- layer_similarity ----
@@ -560,250 +436,3 @@ def _same_device(xs: list, ys: list):
     if backend.is_cupy_array(xs[0]) != backend.is_cupy_array(ys[0]):
         xs, ys = [backend.to_numpy(a) for a in xs], [backend.to_numpy(a) for a in ys]
     return xs, ys
-
-
-# ----------------------------------------------------------- weight drift ----
-
-def _state(obj, arg: str, fn: str) -> "OrderedDict[str, np.ndarray]":
-    if isinstance(obj, Module):
-        return obj.state_dict()
-    if isinstance(obj, (str, os.PathLike)):
-        from .. import io
-        return OrderedDict(io.load(obj))
-    if hasattr(obj, "items"):
-        out = OrderedDict()
-        for k, v in obj.items():
-            v = v.data if isinstance(v, Tensor) else v
-            out[str(k)] = backend.to_numpy(v) if backend.is_cupy_array(v) else np.asarray(v)
-        return out
-    raise TypeError(f"{fn}: {arg} must be a Module, a state dict or a checkpoint path, got {type(obj).__name__}")
-
-
-@dataclass
-class DriftReport:
-    """Per parameter: how far fine-tuning moved it.
-
-    Attributes:
-        rows: one dict per name present on both sides, in ``after``'s order: ``name``, ``shape``,
-            ``status`` ("compared", "replaced": the shapes differ, a new layer such as a new
-            head; or "skipped": not floating point), ``relative`` (||A - B||_F / ||B||_F, B the
-            weights before; inf when B is 0 and A is not), ``cosine`` (<A, B> / (||A|| ||B||);
-            nan where a norm is 0), ``norm_before``, ``norm_after``.
-        only_before, only_after: names present on one side only (another architecture).
-    """
-    rows: list = field(default_factory=list)
-    only_before: list = field(default_factory=list)
-    only_after: list = field(default_factory=list)
-
-    @property
-    def replaced(self) -> list:
-        return [r["name"] for r in self.rows if r["status"] == "replaced"]
-
-    def relative(self) -> "OrderedDict[str, float]":
-        """name -> relative drift, for the compared parameters."""
-        return OrderedDict((r["name"], r["relative"]) for r in self.rows if r["status"] == "compared")
-
-    def by_layer(self) -> "OrderedDict[str, dict]":
-        """Per layer (the name before the last '.'), the drift of all its compared parameters
-        together: ||concat(A) - concat(B)|| / ||concat(B)|| and their cosine; a layer with a
-        replaced parameter is reported as replaced."""
-        groups = OrderedDict()
-        for r in self.rows:
-            groups.setdefault(r["name"].rpartition(".")[0] or r["name"], []).append(r)
-        out = OrderedDict()
-        for layer, rs in groups.items():
-            if any(r["status"] == "replaced" for r in rs):
-                out[layer] = {"status": "replaced", "relative": None, "cosine": None}
-                continue
-            rs = [r for r in rs if r["status"] == "compared"]
-            if not rs:
-                continue
-            d2 = sum(r["_d2"] for r in rs)
-            b2 = sum(r["norm_before"] ** 2 for r in rs)
-            a2 = sum(r["norm_after"] ** 2 for r in rs)
-            dot = sum(r["_dot"] for r in rs)
-            out[layer] = {"status": "compared", "relative": _rel(d2, b2),
-                          "cosine": dot / math.sqrt(a2 * b2) if a2 > 0 and b2 > 0 else float("nan")}
-        return out
-
-    def to_dict(self) -> dict:
-        def clean(v):
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-        rows = [{k: (list(v) if k == "shape" else clean(v)) for k, v in r.items() if not k.startswith("_")}
-                for r in self.rows]
-        layers = {k: {kk: clean(vv) for kk, vv in v.items()} for k, v in self.by_layer().items()}
-        return {"rows": rows, "layers": layers, "only_before": list(self.only_before),
-                "only_after": list(self.only_after), "replaced": self.replaced}
-
-    def __str__(self):
-        w = max([len("parameter")] + [len(r["name"]) for r in self.rows])
-        lines = [f"{'parameter':<{w}}  {'shape':<14}  {'rel. drift':>10}  {'cosine':>8}  status",
-                 "-" * (w + 48)]
-        for r in self.rows:
-            shape = "x".join(map(str, r["shape"])) if not isinstance(r["shape"], str) else r["shape"]
-            if r["status"] == "compared":
-                lines.append(f"{r['name']:<{w}}  {shape:<14}  {r['relative']:>10.4f}  {r['cosine']:>8.4f}  compared")
-            else:
-                lines.append(f"{r['name']:<{w}}  {shape:<14}  {'-':>10}  {'-':>8}  {r['status']}"
-                             + (f" ({r['detail']})" if r.get("detail") else ""))
-        if self.only_before:
-            lines.append("only before: " + ", ".join(self.only_before))
-        if self.only_after:
-            lines.append("only after:  " + ", ".join(self.only_after))
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-def _rel(d2: float, b2: float) -> float:
-    if b2 > 0:
-        return math.sqrt(d2 / b2)
-    return 0.0 if d2 == 0 else float("inf")
-
-
-def weight_drift(before, after) -> DriftReport:
-    """How far each weight moved: ||W_after - W_before||_F / ||W_before||_F and the cosine.
-
-    Computed in float64 per parameter present on both sides. A parameter whose shape differs
-    (a head replaced for a new task) is reported as "replaced", not as a huge drift; names on
-    one side only are listed in ``only_before`` / ``only_after``. Neyshabur et al. (2020,
-    "What is being transferred in transfer learning?") found the lower layers change least.
-
-    Args:
-        before, after: Modules, state dicts (name -> array or Tensor) or checkpoint paths
-            (``tl.load``).
-
-    Returns:
-        A ``DriftReport`` (``print`` it; ``.rows``, ``.by_layer()``, ``.replaced``,
-        ``.only_before``, ``.only_after``, ``.to_dict()``).
-    """
-    fn = "weight_drift"
-    A, B = _state(before, "before", fn), _state(after, "after", fn)
-    report = DriftReport(only_before=[k for k in A if k not in B], only_after=[k for k in B if k not in A])
-    for name, wa in B.items():
-        if name not in A:
-            continue
-        wb = A[name]
-        row = {"name": name, "shape": tuple(int(s) for s in wa.shape)}
-        if wa.shape != wb.shape:
-            row.update(status="replaced", relative=None, cosine=None, norm_before=None, norm_after=None,
-                       detail=f"{'x'.join(map(str, wb.shape)) or 'scalar'} -> {'x'.join(map(str, wa.shape)) or 'scalar'}")
-        elif wa.dtype.kind != "f" or wb.dtype.kind != "f":
-            row.update(status="skipped", relative=None, cosine=None, norm_before=None, norm_after=None,
-                       detail=f"dtype {wb.dtype}, not floating point")
-        else:
-            a, b = wa.astype(np.float64).ravel(), wb.astype(np.float64).ravel()
-            d2, a2, b2, dot = float(((a - b) ** 2).sum()), float(a @ a), float(b @ b), float(a @ b)
-            row.update(status="compared", relative=_rel(d2, b2),
-                       cosine=dot / math.sqrt(a2 * b2) if a2 > 0 and b2 > 0 else float("nan"),
-                       norm_before=math.sqrt(b2), norm_after=math.sqrt(a2), _d2=d2, _dot=dot)
-        report.rows.append(row)
-    return report
-
-
-# ------------------------------------------------------------ probes ----
-
-@dataclass
-class ProbeResult:
-    """A linear probe's accuracy on the features after each layer.
-
-    Attributes:
-        layers: the layer names ("input" first when included), in the order they ran.
-        accuracy, train_accuracy: test and training accuracy, one per layer.
-        dims: the number of features of each layer.
-    """
-    layers: list
-    accuracy: list
-    train_accuracy: list
-    dims: list
-
-    def to_dict(self) -> dict:
-        return {"layers": list(self.layers), "accuracy": [float(a) for a in self.accuracy],
-                "train_accuracy": [float(a) for a in self.train_accuracy], "dims": list(self.dims)}
-
-    def __str__(self):
-        w = max([len("layer")] + [len(n) for n in self.layers])
-        lines = [f"{'layer':<{w}}  {'features':>8}  {'train acc':>9}  {'test acc':>8}"]
-        for n, d, tr, te in zip(self.layers, self.dims, self.train_accuracy, self.accuracy):
-            lines.append(f"{n:<{w}}  {d:>8}  {100 * tr:>8.1f}%  {100 * te:>7.1f}%")
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-def _labels(y, n: int, arg: str, fn: str) -> np.ndarray:
-    y = y.data if isinstance(y, Tensor) else y
-    y = backend.to_numpy(y) if backend.is_cupy_array(y) else np.asarray(y)
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: {arg} must hold integer class labels, got dtype {y.dtype}")
-    if y.shape != (n,):
-        raise ValueError(f"{fn}: {arg} must have shape ({n},), one label per row, got {tuple(y.shape)}")
-    if n and int(y.min()) < 0:
-        raise ValueError(f"{fn}: {arg} holds a negative label ({int(y.min())})")
-    return y.astype(np.int64)
-
-
-def probe_layers(model: Module, X, y, X_test, y_test, *, layers=None, include_input: bool = True,
-                 epochs: int = 100, lr: float = 0.1, batch_size: int = 64, momentum: float = 0.9,
-                 weight_decay: float = 0.0, seed: int = 0, num_classes=None) -> ProbeResult:
-    """A linear probe's test accuracy on the features after each layer (Alain & Bengio, 2016).
-
-    Each layer's output on X and X_test is caught by a forward hook (the model runs its own
-    forward, in eval mode, under no_grad), standardised with the training rows' mean and
-    standard deviation (an affine map the probe could learn, but one learning rate then suits
-    every layer), and a ``Linear(features, classes)`` head starting from zero is trained on
-    it with ``tl.transfer.linear_probe`` (softmax cross-entropy, ``tl.optim.SGD``). A zero
-    start and a seeded shuffle make it deterministic; tinytl's global generator is untouched.
-
-    Args:
-        model: the Module (not changed).
-        X, y: the probe's training inputs and integer labels.
-        X_test, y_test: where its accuracy is measured.
-        layers: the layer names (default: every leaf module, see ``layer_similarity``).
-        include_input: probe the raw input too (row "input"): what the layers add to it.
-        epochs, lr, batch_size, momentum, weight_decay: the probe's SGD.
-        seed: the seed of the shuffling.
-        num_classes: default: 1 + the largest label of y and y_test.
-
-    Returns:
-        A ``ProbeResult`` (``print`` it; ``.layers``, ``.accuracy``, ``.to_dict()``).
-    """
-    from ..transfer import linear_probe
-    fn = "probe_layers"
-    if not isinstance(model, Module):
-        raise TypeError(f"{fn}: model must be a tinytl Module, got {type(model).__name__}")
-    X = _model_input(model, X, fn, "X")
-    X_test = _model_input(model, X_test, fn, "X_test")
-    y = _labels(y, X.shape[0], "y", fn)
-    y_test = _labels(y_test, X_test.shape[0], "y_test", fn)
-    c = int(max(y.max(), y_test.max())) + 1 if num_classes is None else _positive_int(num_classes, "num_classes", fn)
-    if max(y.max(), y_test.max()) >= c:
-        raise ValueError(f"{fn}: a label is >= num_classes ({c})")
-    chosen = _select_layers(model, layers, "layers", fn)
-    train = _gather(model, X, chosen, 1024, fn)
-    test = _gather(model, X_test, chosen, 1024, fn)
-    if include_input:
-        train = OrderedDict([("input", X.reshape(X.shape[0], -1))] + list(train.items()))
-        test = OrderedDict([("input", X_test.reshape(X_test.shape[0], -1))] + list(test.items()))
-    names, acc, acc_tr, dims = [], [], [], []
-    for name, F in train.items():
-        Ft = test[name]
-        xp = backend.get_array_module(F)
-        mu, sd = F.mean(axis=0, keepdims=True), F.std(axis=0, keepdims=True)
-        sd = xp.where(sd > 0, sd, 1)
-        F, Ft = (F - mu) / sd, (Ft - mu) / sd
-        state = generator().bit_generator.state            # Linear() draws its init: undo that
-        head = Linear(F.shape[1], c, dtype=F.dtype, device=backend.device_of(F))
-        generator().bit_generator.state = state
-        head.weight.data[...] = 0
-        head.bias.data[...] = 0
-        linear_probe(Identity(), head, F, y, epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum,
-                     weight_decay=weight_decay, seed=seed)
-        with no_grad():
-            pred_tr = backend.to_numpy(head(Tensor(F)).data.argmax(axis=1))
-            pred = backend.to_numpy(head(Tensor(Ft)).data.argmax(axis=1))
-        names.append(name)
-        acc.append(float((pred == y_test).mean()))
-        acc_tr.append(float((pred_tr == y).mean()))
-        dims.append(int(F.shape[1]))
-    return ProbeResult(names, acc, acc_tr, dims)
