@@ -83,22 +83,22 @@ def run(ctx) -> dict:
               "fine-tuned": E.probe_layers(models["finetune"], t["xT"][idx], t["yT"][idx], X, Y, **probe_kw).to_dict()}
 
     # 4. one test example per target class, explained by both networks
-    rows = [int(np.flatnonzero(Y == c)[0]) for c in range(t["n_tgt"])]
-    xs = X[rows]
+    rows = [int(np.flatnonzero(t["yT_test"] == c)[0]) for c in range(t["n_tgt"])]   # the first of each class
+    xs, ys = t["xT_test"][rows], t["yT_test"][rows]
     ft = models["finetune"]
     src_pred = _scores(src, xs).argmax(axis=1)
     steps = 128 if cfg.quick else 256        # ReLU kinks: the quadrature error falls as 1/steps
     a_src, d_src = E.integrated_gradients(src, xs, src_pred, steps=steps, return_delta=True)
-    a_ft, d_ft = E.integrated_gradients(ft, xs, Y[rows], steps=steps, return_delta=True)
+    a_ft, d_ft = E.integrated_gradients(ft, xs, ys, steps=steps, return_delta=True)
     gap_src = _gap(src, xs, src_pred)
-    gap_ft = _gap(ft, xs, Y[rows])
+    gap_ft = _gap(ft, xs, ys)
     attributions = {
         "rows": rows, "inputs": xs.tolist(), "classes": [int(c) for c in cfg.target_classes],
         "steps": steps, "method": "gausslegendre", "baseline": "zeros",
         "pretrained": {"target": [int(c) for c in src_pred], "source_classes": [int(c) for c in cfg.source_classes],
                        "attributions": a_src.tolist(), "delta": d_src.tolist(),
                        "relative_delta": (np.abs(d_src) / np.maximum(np.abs(gap_src), 1e-12)).tolist()},
-        "fine-tuned": {"target": [int(c) for c in Y[rows]], "predicted": [int(c) for c in _scores(ft, xs).argmax(axis=1)],
+        "fine-tuned": {"target": [int(c) for c in ys], "predicted": [int(c) for c in _scores(ft, xs).argmax(axis=1)],
                        "attributions": a_ft.tolist(), "delta": d_ft.tolist(),
                        "relative_delta": (np.abs(d_ft) / np.maximum(np.abs(gap_ft), 1e-12)).tolist()},
         "cosine": [_cos(a, b) for a, b in zip(a_src, a_ft)],
