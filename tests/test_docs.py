@@ -151,6 +151,8 @@ def public_names():
     names += [("tinytl.io", n) for n in io.__all__]
     from tinytl.utils import data as udata
     names += [("tinytl.utils.data", n) for n in udata.__all__]
+    from tinytl import explain
+    names += [("tinytl.explain", n) for n in explain.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available")]
     names += [("tinytl.optim", n) for n in optim.__all__]
@@ -354,6 +356,15 @@ def render_api():
         if inspect.isclass(obj):
             if dataclasses.is_dataclass(obj):
                 out.append("  - fields: " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(obj)))
+            out += ["  " + m for m in _members(obj, n)]
+    out += [""]
+
+    from tinytl import explain
+    out += ["## `tl.explain`: what the transfer changed, and what the model looks at", "", _summary(explain), ""]
+    for n in explain.__all__:
+        obj = getattr(explain, n)
+        out.append(_entry(f"tl.explain.{n}", obj))
+        if inspect.isclass(obj):
             out += ["  " + m for m in _members(obj, n)]
     out += [""]
 

@@ -4,6 +4,7 @@
     tinytl bench [options]                 the benchmarks (bench/run.py, from a source checkout)
     tinytl inspect PATH                    what a checkpoint holds, from its header alone
     tinytl transfer SRC DST --out OUT      copy the matching weights of SRC into DST, save as OUT
+    tinytl explain BEFORE AFTER --data F   what fine-tuning changed: drift, CKA, probes, attributions
 
 Errors a user can fix (a bad option, a missing or corrupt file, a missing
 package) print one line on stderr and exit with status 2; no traceback.
@@ -72,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rename source names starting with OLD to start with NEW (repeatable)")
     tr.add_argument("--strict", action="store_true",
                     help="fail (exit 2, nothing written) unless every tensor is copied and every source used")
+
+    ex = sub.add_parser("explain", help="what fine-tuning changed between two MLP checkpoints, on data",
+                        description="Rebuild the MLP of each checkpoint from its tensors (a Sequential of "
+                                    "Linear and ReLU layers: keys 0.weight, 0.bias, 2.weight, ...), print the "
+                                    "weight drift and the CKA matrix between their layers on the data, probe "
+                                    "every layer when the data has labels, explain a few predictions with "
+                                    "integrated gradients, and write PNGs and explain.json into --out.")
+    ex.add_argument("before", metavar="BEFORE", help="the checkpoint before fine-tuning (.safetensors or .npz)")
+    ex.add_argument("after", metavar="AFTER", help="the checkpoint after fine-tuning")
+    ex.add_argument("--data", required=True, metavar="FILE",
+                    help="a .npz file with 'x' (examples, features) and optionally integer labels 'y'")
+    ex.add_argument("--out", default="explain_out", metavar="DIR", help="where to write (default: explain_out)")
+    ex.add_argument("--examples", type=int, default=4, metavar="N", help="predictions to explain (default 4)")
+    ex.add_argument("--steps", type=int, default=50, metavar="N",
+                    help="integrated-gradients quadrature steps (default 50)")
     return p
 
 
@@ -89,6 +105,8 @@ def main(argv=None) -> int:
         return _guard(lambda: demo.main(args))
     if args.command == "inspect":
         return _guard(lambda: _inspect(args.path))
+    if args.command == "explain":
+        return _guard(lambda: _explain(args))
     return _guard(lambda: _transfer(args))
 
 
@@ -161,6 +179,18 @@ def _inspect(path) -> int:
             print(f"  {k:<{w}}  {metadata[k]}")
     else:
         print("metadata: none")
+    return 0
+
+
+# ---------------------------------------------------------------- explain ----
+
+def _explain(args) -> int:
+    if args.examples < 1:
+        raise ValueError(f"--examples must be at least 1, got {args.examples}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    from .explain.command import explain_checkpoints
+    explain_checkpoints(args.before, args.after, args.data, args.out, examples=args.examples, steps=args.steps)
     return 0
 
 
