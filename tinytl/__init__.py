@@ -26,6 +26,7 @@ from .device import device
 from ._printing import set_printoptions
 from . import functional, nn, optim, cuda, backends
 from .functional import relu
+from .nn.functional import log_softmax, softmax
 
 import numpy as _np
 
@@ -70,7 +71,8 @@ __all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "set
            "int16", "short", "int8", "uint8", "bool", "get_default_dtype", "device", "set_printoptions",
            # maths (ops.py, tensor.py, functional.py)
            "add", "sub", "mul", "multiply", "div", "divide", "true_divide", "neg", "negative", "matmul", "mm",
-           "pow", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sign", "clamp", "clip", "maximum",
+           "pow", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "softmax", "log_softmax", "sign", "clamp",
+           "clip", "maximum",
            "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "isnan", "isfinite", "allclose",
            "equal", "all", "any",
            # reductions

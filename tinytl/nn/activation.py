@@ -1,4 +1,4 @@
-"""Activation layers: LeakyReLU, GELU, SiLU, Softmax, LogSoftmax (``torch.nn``'s names).
+"""Activation layers: Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Softmax, LogSoftmax (``torch.nn``'s names).
 
 Each holds its options and calls one op of ``tinytl/nn/functional.py``; ``extra_repr``
 prints them as torch does. (ReLU lives in ``layers.py``, where Sequential fuses it.)
@@ -11,6 +11,20 @@ import numbers
 
 from . import functional as F
 from .module import Module
+
+
+class Tanh(Module):
+    """tanh(x), elementwise. As ``torch.nn.Tanh``."""
+
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise. As ``torch.nn.Sigmoid``."""
+
+    def forward(self, x):
+        return F.sigmoid(x)
 
 
 class LeakyReLU(Module):

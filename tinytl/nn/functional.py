@@ -25,9 +25,10 @@ from .. import backend
 from .._random import generator as _generator
 from ..functional import (_check_reduction, _legacy_reduction, _loss_backward, _same_device, _seed, _tensor,
                           cross_entropy, linear, mse_loss, relu)
+from ..ops import sigmoid, tanh  # noqa: F401 (torch.nn.functional has them too)
 from ..tensor import Tensor, _make
 
-__all__ = ["linear", "relu", "cross_entropy", "mse_loss", "softmax", "log_softmax", "gelu", "silu",
+__all__ = ["linear", "relu", "tanh", "sigmoid", "cross_entropy", "mse_loss", "softmax", "log_softmax", "gelu", "silu",
            "leaky_relu", "dropout", "layer_norm", "batch_norm", "nll_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "erf"]
 
@@ -682,3 +683,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
             f = f / denom
         return (grad_rows(f),)
     return _make(xp.asarray(total, dtype=X.dtype), (x,), backward, "nll_loss")
+
+
+# x.softmax(dim) and x.log_softmax(dim), as torch's Tensor methods
+Tensor.softmax = lambda self, dim=None, dtype=None: softmax(self, dim, dtype=dtype)
+Tensor.log_softmax = lambda self, dim=None, dtype=None: log_softmax(self, dim, dtype=dtype)
