@@ -165,6 +165,29 @@ OPS = {
     "gather_cols": Op(1, lambda a: a if len(a) == 2 and a[1] == N else None,
                       lambda a, P: a[:, [2, 0, 2]], lambda a, P: a[:, [2, 0, 2]], lambda a, P: a[:, [2, 0, 2]]),
     "clone": Op(1, lambda a: a, lambda a, P: a.clone(), lambda a, P: a.copy(), lambda a, P: a.clone()),
+    # tinytl/nn/functional.py's ops (one graph node each, written with their backward)
+    "softmax1": Op(1, lambda a: a if len(a) == 2 else None, lambda a, P: tl.nn.functional.softmax(a, dim=1),
+                   lambda a, P: np.exp(a - a.max(1, keepdims=True)) / np.exp(a - a.max(1, keepdims=True)).sum(1, keepdims=True),
+                   lambda a, P: torch.softmax(a, dim=1)),
+    "log_softmax0": Op(1, lambda a: a if len(a) == 2 else None, lambda a, P: tl.nn.functional.log_softmax(a, dim=0),
+                       lambda a, P: a - np.log(np.exp(a).sum(0, keepdims=True)),
+                       lambda a, P: torch.log_softmax(a, dim=0)),
+    "gelu": Op(1, lambda a: a, lambda a, P: tl.nn.functional.gelu(a),
+               lambda a, P: a * 0.5 * (1 + np.vectorize(__import__("math").erf)(a / np.sqrt(2))),
+               lambda a, P: torch.nn.functional.gelu(a)),
+    "gelu_tanh": Op(1, lambda a: a, lambda a, P: tl.nn.functional.gelu(a, approximate="tanh"),
+                    lambda a, P: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3))),
+                    lambda a, P: torch.nn.functional.gelu(a, approximate="tanh")),
+    "silu": Op(1, lambda a: a, lambda a, P: tl.nn.functional.silu(a), lambda a, P: a / (1 + np.exp(-a)),
+               lambda a, P: torch.nn.functional.silu(a)),
+    "leaky_relu": Op(1, lambda a: a, lambda a, P: tl.nn.functional.leaky_relu(a, 0.1),
+                     lambda a, P: np.where(a > 0, a, 0.1 * a), lambda a, P: torch.nn.functional.leaky_relu(a, 0.1),
+                     kink=lambda a, P: a),
+    "layer_norm": Op(1, lambda a: a if len(a) == 2 and a[1] == N else None,
+                     lambda a, P: tl.nn.functional.layer_norm(a, (N,)),
+                     lambda a, P: (a - a.mean(1, keepdims=True)) / np.sqrt(a.var(1, keepdims=True) + 1e-5),
+                     lambda a, P: torch.nn.functional.layer_norm(a, (N,))),
+
 }
 
 
