@@ -511,3 +511,21 @@ def test_docs_snippets_run(capsys):
     ns = {}
     for i, code in enumerate(blocks):
         exec(compile(code, f"{doc.name}[block {i}]", "exec"), ns)
+
+
+def test_transfer_weights_carries_batchnorm_buffers():
+    """Running statistics are part of what a network learned: they transfer with the weights."""
+    src = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    src.train()
+    x = tl.tensor(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32))
+    for _ in range(3):
+        src(x)
+    dst = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    report = tl.transfer.transfer_weights(src, dst)
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(report.copied)
+    assert [s[0] for s in report.skipped_shape] == ["3.weight", "3.bias"]
+    np.testing.assert_array_equal(dst[1].running_mean.numpy(), src[1].running_mean.numpy())
+    assert int(dst[1].num_batches_tracked.item()) == 3 and dst[1].num_batches_tracked.dtype == np.int64
+    bad = {"1.num_batches_tracked": np.array(2.5, np.float32), "0.weight": src[0].weight.numpy()}
+    report = tl.transfer.transfer_weights(bad, dst)
+    assert report.skipped_dtype == [("1.num_batches_tracked", "source dtype float32 is not an integer type")]

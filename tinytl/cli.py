@@ -14,6 +14,7 @@ Read next: ``tinytl/demo/``.
 from __future__ import annotations
 
 import argparse
+from collections import OrderedDict
 import importlib.util
 import os
 import sys
@@ -268,6 +269,9 @@ class _StateHolder(Module):
 
     def parameters(self, recurse: bool = True):
         yield from self._flat.values()
+
+    def state_dict(self, *, prefix: str = "", keep_vars: bool = False):
+        return OrderedDict((prefix + k, p if keep_vars else p.data.copy()) for k, p in self._flat.items())
 
     def arrays(self) -> dict:
         return {k: p.data for k, p in self._flat.items()}

@@ -106,8 +106,8 @@ class TransferReport:
 
 def _as_state(src) -> "OrderedDict":
     """A name -> array mapping from a Module, a mapping or a checkpoint path."""
-    if isinstance(src, Module):
-        return OrderedDict((n, p.data) for n, p in src.named_parameters())
+    if isinstance(src, Module):     # parameters and buffers (BatchNorm's running statistics)
+        return OrderedDict((n, t.data) for n, t in src.state_dict(keep_vars=True).items())
     if isinstance(src, (str, os.PathLike)):
         from .. import io       # imported lazily: transfer works without the io module
         return OrderedDict(io.load(src))
@@ -157,6 +157,9 @@ def _overflow(v, dtype) -> str:
 def transfer_weights(src, dst: Module, *, rename=None, strict: bool = False) -> TransferReport:
     """Copy every weight of ``src`` whose (renamed) name and shape match into ``dst``.
 
+    Weights are the state dict's entries: parameters and buffers (BatchNorm's running
+    statistics and its integer ``num_batches_tracked``).
+
     Floating values are cast to the destination's dtype and moved to its
     device; non-floating values, and values that would overflow a narrower
     destination dtype (a float32 value above 65504 into float16), are
@@ -187,7 +190,7 @@ def transfer_weights(src, dst: Module, *, rename=None, strict: bool = False) -> 
     _check_module(dst, "dst", "transfer_weights")
     state = _as_state(src)
     rename_fn = _renamer(rename)
-    own = OrderedDict(dst.named_parameters())
+    own = dst.state_dict(keep_vars=True)     # parameters and buffers, as Tensors
     report = TransferReport()
 
     # 1. rename the source names
@@ -219,11 +222,13 @@ def transfer_weights(src, dst: Module, *, rename=None, strict: bool = False) -> 
             except Exception:
                 report.skipped_dtype.append((name, f"value of type {type(value).__name__} is not an array"))
                 continue
-        if v.dtype.kind != "f":
-            report.skipped_dtype.append((name, f"source dtype {v.dtype} is not floating point"))
+        integer = p.dtype.kind in "iu"      # an integer buffer (num_batches_tracked) takes integers only
+        if v.dtype.kind not in ("iu" if integer else "f"):
+            report.skipped_dtype.append((name, f"source dtype {v.dtype} is not "
+                                               + ("an integer type" if integer else "floating point")))
         elif tuple(v.shape) != tuple(p.shape):
             report.skipped_shape.append((name, tuple(v.shape), tuple(p.shape)))
-        elif (why := _overflow(v, p.dtype)):
+        elif not integer and (why := _overflow(v, p.dtype)):
             report.skipped_dtype.append((name, why))
         else:
             staged.append((name, p, v))
