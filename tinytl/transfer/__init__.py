@@ -15,6 +15,9 @@ The tools, in the order a transfer usually needs them:
   ``GradualUnfreezing`` (unfreeze from the top, one group per epoch) and
   ``l2sp_groups`` (pull the backbone toward its pretrained weights) are the
   classic recipes for fine-tuning on few labels.
+- ``scores`` (``logme``, ``leep``, ``nce``, ``hscore``, ``transrate``), ``rank_layers`` and
+  ``rank_sources`` estimate, without training, which pretrained model and which layer will
+  transfer best; ``search`` picks the recipe by validation with early stopping.
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -22,10 +25,14 @@ touches a frozen parameter (no weight decay, no momentum).
 
 Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
+from . import scores
 from .freezing import Summary, freeze, summary, unfreeze
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
+from .search import (STRATEGIES, Phase, Ranking, SearchReport, Strategy, mlp_from_state, rank_layers,
+                     rank_sources, register_strategy, search)
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
-           "l2sp_groups"]
+           "l2sp_groups", "scores", "rank_layers", "rank_sources", "Ranking", "search", "SearchReport",
+           "Strategy", "Phase", "STRATEGIES", "register_strategy", "mlp_from_state"]
