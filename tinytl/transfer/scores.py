@@ -15,6 +15,9 @@ pass and a small matrix factorisation, against a whole training run for fine-tun
 - ``nce(source_labels, labels)``: the negative conditional entropy of the target labels
   given the source model's hard predictions (Tran et al., 2019).
 
+``weighted_tau(scores, accuracies)`` measures how well a score ranks candidates (the weighted
+Kendall tau the benchmarks of these scores report).
+
 The first three take features (N, D) (e.g. the penultimate layer); the last two take the
 source model's outputs. All take NumPy or CuPy arrays (or Tensors), compute in float64 and
 return a Python float. ``tinytl/transfer/search.py`` uses them to rank layers and sources.
@@ -33,7 +36,7 @@ import numpy as np
 from .. import backend
 from ..tensor import Tensor
 
-__all__ = ["logme", "leep", "nce", "hscore", "transrate"]
+__all__ = ["logme", "leep", "nce", "hscore", "transrate", "weighted_tau"]
 
 
 # ---------------------------------------------------------------- checks ----
@@ -90,12 +93,23 @@ def _one_hot(y, c: int, xp):
 
 
 def _svd_range(F, xp):
-    """(U_k, s_k): the left singular vectors and values of F above the rank tolerance
-    (NumPy's matrix_rank rule: s > max(N, D) * eps * s_max)."""
-    U, s, _ = xp.linalg.svd(F, full_matrices=False)
-    smax = float(s[0]) if s.size else 0.0
-    k = int((s > max(F.shape) * np.finfo(np.float64).eps * smax).sum()) if smax > 0 else 0
-    return U[:, :k], s[:k]
+    """(U_k, s_k): the left singular vectors and the singular values of F above the rank tolerance.
+
+    From the eigendecomposition of the smaller Gram matrix (F F^T when N <= D, else F^T F with
+    U = F V / s), 2-3x faster than an SVD at the sizes scored here. Eigenvalues of the Gram
+    matrix below N_max * 1e3 * eps * their largest (s < ~1e-5 s_max, for N_max = max(N, D)
+    ~ 100) are rounding noise there and count as zero.
+    """
+    n, d = F.shape
+    G = F @ F.T if n <= d else F.T @ F
+    lam, vec = xp.linalg.eigh(G)
+    lam, vec = lam[::-1], vec[:, ::-1]                       # largest first
+    top = float(lam[0]) if lam.size else 0.0
+    k = int((lam > max(n, d) * 1e3 * np.finfo(np.float64).eps * top).sum()) if top > 0 else 0
+    lam, vec = lam[:k], vec[:, :k]
+    s = xp.sqrt(lam)
+    U = vec if n <= d else (F @ vec) / s[None, :]
+    return U, s
 
 
 # ----------------------------------------------------------------- LogME ----
@@ -117,13 +131,18 @@ def logme(features, labels, regression: bool = False) -> float:
                 - alpha/2 ||m||^2 - 1/2 log |A|,    A = alpha I + beta F^T F,  m = beta A^-1 F^T y.
 
     alpha and beta maximise it, found by MacKay's fixed-point updates from one SVD
-    F = U diag(s) V^T (rank k, sigma_i = s_i^2, x = U^T y, t = alpha / beta):
+    F = U diag(s) V^T (rank k, sigma_i = s_i^2, x = U^T y, t = alpha / beta; computed from the
+    eigendecomposition of the smaller Gram matrix):
 
         gamma = sum_i sigma_i / (sigma_i + t),   ||m||^2 = sum_i sigma_i x_i^2 / (sigma_i + t)^2,
         ||y - F m||^2 = sum_i t^2 x_i^2 / (sigma_i + t)^2 + (||y||^2 - ||x||^2),
         alpha <- gamma / ||m||^2,   beta <- (N - gamma) / ||y - F m||^2.
 
-    The score is the maximised log evidence divided by N, averaged over the columns.
+    The fixed point reached is a local maximum, and with few examples there can be several: a scan
+    of the evidence over a grid of t (beta at its best for each t) finds the highest, refined by
+    bisection on the same fixed-point equation; the limit alpha -> inf (w = 0, beta = N / ||y||^2)
+    is kept where it is higher. The score is the maximised log evidence
+    divided by N, averaged over the columns.
     log |A| = sum_{i<=k} log(alpha + beta sigma_i) + (D - k) log alpha: the last term matters
     when the features are rank-deficient (and always when N < D); the authors' reference code
     leaves it out and returns wrong values there. It is evaluated at the final alpha, beta.
@@ -179,7 +198,7 @@ def _logme_columns(F, Y):
         """MacKay's step from t = alpha / beta: (alpha, beta, gamma, ||m||^2, ||y - F m||^2)."""
         den = sigma + t
         gamma = (sigma / den).sum(axis=0)
-        m2 = (sigma * x2 / den ** 2).sum(axis=0)
+        m2 = (sigma * x2 / den / den).sum(axis=0)
         res2 = (x2 * (t / den) ** 2).sum(axis=0) + outside
         num_a, num_b = xp.maximum(gamma, _TINY), xp.maximum(n - gamma, _TINY)
         alpha = num_a / xp.maximum(m2, num_a * 1e-300)        # at most 1e300, no overflow
@@ -191,46 +210,100 @@ def _logme_columns(F, Y):
         #                            = -1/2 sum_i log(1 + sigma_i / t)   (the D - k zero directions cancel)
         t = alpha / beta
         den = sigma + t
-        m2 = (sigma * x2 / den ** 2).sum(axis=0)
+        m2 = (sigma * x2 / den / den).sum(axis=0)
         res2 = (x2 * (t / den) ** 2).sum(axis=0) + outside
         return (n / 2 * xp.log(beta) - n / 2 * math.log(2 * math.pi) - 0.5 * xp.log1p(sigma / t).sum(axis=0)
                 - beta / 2 * res2 - alpha / 2 * m2) / n
 
     # 1. MacKay's fixed-point updates, from alpha = beta = 1
     t = xp.ones(Y.shape[1])
-    for _ in range(50):
+    for _ in range(10):
         alpha, beta = update(t)[:2]
         t_new = alpha / beta
         step = xp.abs(xp.log(t_new / t))
         t = t_new
         if float(step.max()) < 1e-9:
             break
-    # 2. The updates converge linearly, sometimes at a crawl (a ratio of 0.99 per step). Their fixed
-    #    point solves g(u) = log(alpha(t) / beta(t)) - u = 0 in u = log t (equivalently
-    #    gamma ||y - F m||^2 = (N - gamma) t ||m||^2), and one update moves u by g(u). Finish by the
-    #    secant method from the last two iterates where g falls through zero (an attracting fixed
-    #    point), else take the update's own step: the same fixed point, reached superlinearly. Where
-    #    u runs off past log(1e14 x the largest sigma) (alpha -> inf: y shows no signal along F), or
-    #    below -690, the evidence has stopped changing: stop there.
-    hi = math.log(1e14 * top)
-    u0 = xp.log(t) - 0.5
-    u1 = xp.log(t)
-    a0, b0 = update(xp.exp(u0))[:2]
-    g0 = xp.log(a0 / b0) - u0
-    for _ in range(200):
-        a1, b1 = update(xp.exp(u1))[:2]
-        g1 = xp.log(a1 / b1) - u1
-        slope = (g1 - g0) / xp.where(u1 != u0, u1 - u0, 1.0)
-        secant = (slope < 0) & (u1 != u0)
-        step = xp.where(secant, -g1 / xp.where(secant, slope, -1.0), g1)
-        step = xp.clip(step, -2.0, 2.0)
-        done = (xp.abs(g1) < 1e-12) | ((u1 >= hi) & (g1 > 0)) | ((u1 <= -690.0) & (g1 < 0))
-        if bool(done.all()):
+    # 2. The updates converge linearly, sometimes at a crawl (steps of 0.01 in log t for hundreds of
+    #    iterations). Their fixed point solves g(u) = log(alpha(t) / beta(t)) - u = 0 in u = log t
+    #    (equivalently gamma ||y - F m||^2 = (N - gamma) t ||m||^2), and an update moves u by g(u).
+    #    Finish by moving the same way with doubling steps until g changes sign, then bisecting that
+    #    bracket: the root the updates were heading for, to 1e-13. Where u runs off past
+    #    log(1e14 x the largest sigma) (alpha -> inf: y shows no signal along F) or below -690
+    #    (beta -> inf: F fits y exactly), the evidence has stopped changing: stop there.
+    hi = max(math.log(1e14 * top), 1.0)
+    lo_u = -690.0
+
+    def g_of(u):
+        a, b = update(xp.exp(u))[:2]
+        return xp.log(a / b) - u
+
+    u = xp.clip(xp.log(t), lo_u, hi)
+    g = g_of(u)
+    direction = xp.where(g >= 0, 1.0, -1.0)
+    step = xp.full(u.shape, 0.1)
+    left, right = u.copy(), u.copy()                        # the bracket, once found
+    searching = xp.abs(g) > 1e-13
+    for _ in range(60):
+        if not bool(searching.any()):
             break
-        u0, g0 = u1, g1
-        u1 = xp.where(done, u1, xp.clip(u1 + step, -690.0, max(hi, 0.0) + 1.0))
+        u_new = xp.clip(u + direction * step, lo_u, hi)
+        g_new = g_of(u_new)
+        crossed = searching & (xp.sign(g_new) != direction)
+        left = xp.where(crossed, xp.minimum(u, u_new), left)
+        right = xp.where(crossed, xp.maximum(u, u_new), right)
+        at_bound = searching & ~crossed & ((u_new >= hi) | (u_new <= lo_u))
+        u = xp.where(searching & ~crossed, u_new, u)
+        left = xp.where(at_bound, u, left)
+        right = xp.where(at_bound, u, right)
+        searching = searching & ~crossed & ~at_bound
+        step = step * 2.0
+    for _ in range(64):                                     # bisection: g > 0 on the left, < 0 on the right
+        if float((right - left).max()) < 1e-13:
+            break
+        mid = 0.5 * (left + right)
+        gm = g_of(mid)
+        left = xp.where(gm > 0, mid, left)
+        right = xp.where(gm > 0, right, mid)
+    u1 = 0.5 * (left + right)
     alpha, beta = update(xp.exp(u1))[:2]           # the last MacKay step, at the fixed point
     ev = evidence(alpha, beta)
+    # 3. The fixed point reached is a local maximum, and with few examples the evidence can have
+    #    several. Scan the profile (for each t, the best beta = N / (||y - F m||^2 + t ||m||^2))
+    #    on a grid of log t spanning the eigenvalues; if a grid point beats the fixed point, bisect
+    #    g around it (sign(g) = sign of the profile's slope) and keep that maximum instead. The
+    #    top of the grid stands for alpha -> inf.
+    if sigma.size:
+        lo_g, hi_g = math.log(float(sigma.min())) - 30.0, math.log(top) + 32.0
+        grid = xp.linspace(lo_g, hi_g, 160)
+        tg = xp.exp(grid)[None, None, :]                             # (1, 1, G)
+        sg, xg = sigma[:, :, None], x2[:, :, None]
+        den = sg + tg
+        q = (xg * tg / den).sum(axis=0) + outside[:, None]          # ||y - F m||^2 + t ||m||^2, (K, G)
+        prof = (-0.5 * n * xp.log(2 * math.pi * xp.maximum(q, _TINY) / n) - 0.5 * n
+                - 0.5 * xp.log1p(sg / tg).sum(axis=0)) / n          # (K, G)
+        j = prof.argmax(axis=1)
+        better = prof.max(axis=1) > ev + 1e-12
+        if bool(better.any()):
+            lo_b = grid[xp.maximum(j - 1, 0)]
+            hi_b = grid[xp.minimum(j + 1, len(grid) - 1)]
+            for _ in range(64):
+                mid = 0.5 * (lo_b + hi_b)
+                gm = g_of(mid)
+                lo_b = xp.where(gm > 0, mid, lo_b)
+                hi_b = xp.where(gm > 0, hi_b, mid)
+            a2, b2 = update(xp.exp(0.5 * (lo_b + hi_b)))[:2]
+            ev2 = evidence(a2, b2)
+            take = better & (ev2 > ev)
+            alpha, beta, ev = xp.where(take, a2, alpha), xp.where(take, b2, beta), xp.where(take, ev2, ev)
+    # the limit alpha -> inf (w = 0: y ~ N(0, beta^-1 I), beta = N / ||y||^2), where it is higher
+    y2 = xp.maximum((Y * Y).sum(axis=0), _TINY)
+    beta0 = n / y2
+    ev0 = -0.5 * xp.log(2 * math.pi / beta0) - 0.5
+    use0 = ev0 > ev
+    alpha = xp.where(use0, 1e300, alpha)
+    beta = xp.where(use0, beta0, beta)
+    ev = xp.where(use0, ev0, ev)
     return ev, alpha, beta
 
 
@@ -363,7 +436,8 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
 
     as in the authors' code (equal class weights; for balanced classes the same as weighting
     by n_c / N). The log-determinants come from singular values:
-    log det(I + Z^T Z / (n eps)) = sum_i log(1 + s_i^2 / (n eps)).
+    log det(I + Z^T Z / (n eps)) = sum_i log(1 + s_i^2 / (n eps)), the s_i^2 the eigenvalues of
+    the smaller of Z Z^T and Z^T Z.
 
     Args:
         features: (N, D) features of the labelled target examples.
@@ -383,8 +457,59 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
     Z = F - F.mean(axis=0, keepdims=True)
 
     def rate(Zs):
-        s = xp.linalg.svd(Zs, compute_uv=False)
-        return 0.5 * float(xp.log1p(s * s / (len(Zs) * eps)).sum())
+        G = Zs @ Zs.T if Zs.shape[0] <= Zs.shape[1] else Zs.T @ Zs     # the same nonzero eigenvalues s^2
+        lam = xp.maximum(xp.linalg.eigvalsh(G), 0.0)
+        return 0.5 * float(xp.log1p(lam / (len(Zs) * eps)).sum())
 
     per_class = [rate(Z[y == k]) for k in range(c)]
     return rate(Z) - sum(per_class) / c
+
+
+# ------------------------------------------------------- weighted tau ----
+
+def weighted_tau(x, y) -> float:
+    r"""The weighted Kendall tau of two rankings, as ``scipy.stats.weightedtau(x, y)`` with its
+    defaults (hyperbolic weights, additive, rank=True): how the benchmarks of transferability
+    scores compare a score with the fine-tuned accuracies, the top of the ranking weighing most.
+
+    For a ranking r (r_i = 0 for the element with the largest x, ties broken by the larger y;
+    joint ties by position), element i weighs w_i = 1 / (r_i + 1), and a pair (i, j) weighs
+    w_i + w_j. With C and D the total weights of the concordant and discordant pairs, T the
+    total weight of all pairs, U and V those of the pairs tied in x and in y:
+
+        tau_r = (C - D) / sqrt((T - U) (T - V)),
+
+    and the result is the mean of tau_r ranked by x and tau_r ranked by y (the roles of x and
+    y swapped). 1: the same order, -1: reversed.
+
+    Args:
+        x, y: two 1-D sequences of numbers of the same length (>= 2), e.g. the scores of the
+            candidate models and their fine-tuned accuracies.
+
+    Returns:
+        The weighted tau (NaN when x or y is constant, as SciPy).
+    """
+    x = np.asarray(backend.to_numpy(_array(x, "x", "weighted_tau")), dtype=np.float64).ravel()
+    y = np.asarray(backend.to_numpy(_array(y, "y", "weighted_tau")), dtype=np.float64).ravel()
+    if x.size != y.size:
+        raise ValueError(f"weighted_tau: x has {x.size} values but y has {y.size}")
+    if x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("weighted_tau: x and y need at least 2 finite values each")
+    return float((_weighted_tau_ranked(x, y) + _weighted_tau_ranked(y, x)) / 2)
+
+
+def _weighted_tau_ranked(x, y) -> float:
+    n = len(x)
+    order = np.lexsort((y, x))[::-1]              # decreasing x, ties by decreasing y
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    w = 1.0 / (rank + 1.0)
+    i, j = np.triu_indices(n, 1)
+    pair = w[i] + w[j]
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    total = pair.sum()
+    tied_x, tied_y = pair[sx == 0].sum(), pair[sy == 0].sum()
+    if total - tied_x <= 0 or total - tied_y <= 0:
+        return float("nan")
+    tau = (pair * sx * sy).sum() / math.sqrt((total - tied_x) * (total - tied_y))
+    return min(1.0, max(-1.0, tau))
