@@ -300,8 +300,8 @@ def render(results, out_dir) -> str:
         worst = {sc: min(results["ranking"][str(k)]["speedup"][sc] for k in ks) for sc in slow}
         parts.append("The speed-up target is missed by " + ", ".join(
             f"{sc} ({worst[sc]:.0f}x, {results['targets']['speedup'] / worst[sc]:.1f}x short)" for sc in slow)
-            + ": their eigendecompositions of the 128-wide features cost about as much as a few dozen SGD steps "
-              "of this small network.")
+            + ": the eigendecompositions behind them, on 128-wide features, cost about as much as a few dozen "
+              "SGD steps of this small network.")
 
     # layers
     lay = r["layers"]

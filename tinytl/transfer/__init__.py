@@ -35,4 +35,4 @@ from .weights import TransferReport, replace_head, transfer_weights
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
            "l2sp_groups", "scores", "rank_layers", "rank_sources", "Ranking", "search", "SearchReport",
-           "Strategy", "Phase", "STRATEGIES", "register_strategy", "mlp_from_state"]
+           "Strategy", "Phase", "register_strategy", "mlp_from_state"]

@@ -691,7 +691,7 @@ def _key(result, select):
 
 
 def search(pretrained, X, y, *, strategies=DEFAULT_STRATEGIES, val_fraction: float = 0.2, folds=None,
-           max_epochs: int = 100, patience: int = 10, budget_s=None, seed: int = 0, clock=time.perf_counter,
+           max_epochs: int = 100, patience: int = 10, budget_s=None, seed: int = 0, clock=None,
            lrs=None, batch_size: int = 32, momentum: float = 0.9, weight_decay: float = 5e-4,
            select: str = "accuracy"):
     """Choose how to transfer ``pretrained`` to the labelled data (X, y) by validation, and do it.
@@ -727,7 +727,7 @@ def search(pretrained, X, y, *, strategies=DEFAULT_STRATEGIES, val_fraction: flo
             candidate always runs.
         seed: fixes the split, the head's initialisation and the shuffling (the search is
             deterministic under it).
-        clock: the function giving the time in seconds (``time.perf_counter``; a fake one in tests).
+        clock: the function giving the time in seconds (None: ``time.perf_counter``; a fake one in tests).
         lrs: {strategy name: learning rates} to replace the grid of a strategy's last phase.
         batch_size, momentum, weight_decay: the SGD settings of every candidate.
         select: "accuracy" or "loss", as above.
@@ -762,6 +762,7 @@ def search(pretrained, X, y, *, strategies=DEFAULT_STRATEGIES, val_fraction: flo
         budget_s = _check_positive(budget_s, "budget_s", fn)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"{fn}: seed must be an integer >= 0, got {seed!r}")
+    clock = time.perf_counter if clock is None else clock
     if not callable(clock):
         raise TypeError(f"{fn}: clock must be a function returning seconds, got {type(clock).__name__}")
     if select not in ("accuracy", "loss"):
