@@ -214,3 +214,16 @@ def test_search_bad_arguments():
         T.register_strategy(T.STRATEGIES["probe"])
     with pytest.raises(TypeError, match="register_strategy: expected a Strategy"):
         T.register_strategy("probe")
+
+
+def test_rank_and_search_on_every_device(device):
+    X, y, means = blobs(n_per=10)
+    model = good_model(means).to(device)
+    r = T.rank_sources({"good": model}, X, y, score=["logme", "leep"])
+    cpu = T.rank_sources({"good": good_model(means)}, X, y, score=["logme", "leep"])
+    assert r.values("logme")["good"] == pytest.approx(cpu.values("logme")["good"], rel=1e-4)
+    # small: every op on the emulated GPU is slow (a fine-tuning phase and a probe, one lr, 2 folds)
+    trained, report = T.search(model, X, y, strategies=("lp_ft",), lrs={"lp_ft": [0.01]}, folds=2, max_epochs=2,
+                               patience=1, seed=0)
+    assert trained[0].weight.device == device
+    assert report.winner == "lp_ft" and report.row("lp_ft")["val_accuracy"] > 0.6
