@@ -733,8 +733,9 @@ def search(pretrained, X, y, *, strategies=DEFAULT_STRATEGIES, val_fraction: flo
         select: "accuracy" or "loss", as above.
 
     Returns:
-        (model, report): the model retrained on all the labels (in eval mode), and a
-        ``SearchReport``.
+        (model, report): the model retrained on all the labels (in eval mode; its parameters
+        frozen or not as the winning strategy left them: ``model.unfreeze()`` to train on), and
+        a ``SearchReport``.
     """
     fn = "search"
     model0 = _as_model(pretrained, fn, "pretrained")
