@@ -339,8 +339,8 @@ def _wrap(r, c_order=False):
             out._a[...] = r
             return out
         return FakeArray(r)
-    if isinstance(r, (list, tuple)):
-        return type(r)(_wrap(v) for v in r)
+    if isinstance(r, (list, tuple)):   # namedtuples too (NumPy 2's linalg: EighResult, SVDResult)
+        return type(r)(*(_wrap(v) for v in r)) if hasattr(r, "_fields") else type(r)(_wrap(v) for v in r)
     return r
 
 

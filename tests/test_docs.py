@@ -151,8 +151,9 @@ def public_names():
     names += [("tinytl.io", n) for n in io.__all__]
     from tinytl.utils import data as udata
     names += [("tinytl.utils.data", n) for n in udata.__all__]
-    from tinytl import explain
+    from tinytl import callbacks, explain
     names += [("tinytl.explain", n) for n in explain.__all__]
+    names += [("tinytl.callbacks", n) for n in callbacks.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available")]
     names += [("tinytl.optim", n) for n in optim.__all__]
@@ -366,6 +367,13 @@ def render_api():
         out.append(_entry(f"tl.explain.{n}", obj))
         if inspect.isclass(obj):
             out += ["  " + m for m in _members(obj, n)]
+    out += [""]
+
+    from tinytl import callbacks
+    out += ["## `tl.callbacks`", "", _summary(callbacks), ""]
+    for n in callbacks.__all__:
+        out.append(_entry(f"tl.callbacks.{n}", getattr(callbacks, n)))
+        out += ["  " + m for m in _members(getattr(callbacks, n), n)]
     out += [""]
 
     out += ["## `tl.io`: checkpoints", ""] + [_entry(f"tl.io.{n}", getattr(io, n)) for n in io.__all__] + [""]

@@ -5,6 +5,8 @@
     tinytl inspect PATH                    what a checkpoint holds, from its header alone
     tinytl transfer SRC DST --out OUT      copy the matching weights of SRC into DST, save as OUT
     tinytl explain BEFORE AFTER --data F   what fine-tuning changed: drift, CKA, probes, attributions
+    tinytl rank DATA CKPT [CKPT ...]       score checkpoints and their layers on labelled data
+    tinytl search DATA CKPT --out OUT      choose a recipe by validation, train it, save model + report
 
 Errors a user can fix (a bad option, a missing or corrupt file, a missing
 package) print one line on stderr and exit with status 2; no traceback.
@@ -89,6 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--examples", type=int, default=4, metavar="N", help="predictions to explain (default 4)")
     ex.add_argument("--steps", type=int, default=50, metavar="N",
                     help="integrated-gradients quadrature steps (default 50)")
+    data_help = "labelled data: .npz with arrays x (N, D) and y (N,), or .csv (last column the label)"
+    rk = sub.add_parser("rank", help="score pretrained checkpoints (and each one's layers) on labelled data",
+                        description="Transferability scores, without training: rank the checkpoints by the "
+                                    "features their head reads (the penultimate layer), then each checkpoint's "
+                                    "layers. Checkpoints must hold a Sequential MLP (Linear, ReLU, ..., Linear).")
+    rk.add_argument("data", metavar="DATA", help=data_help)
+    rk.add_argument("checkpoints", metavar="CKPT", nargs="+", help="pretrained checkpoints (.safetensors or .npz)")
+    rk.add_argument("--score", default="logme", metavar="S[,S]",
+                    help="logme (default), hscore, transrate, leep, nce; several separated by commas")
+    rk.add_argument("--layer", default=None, metavar="NAME",
+                    help="score this module's output instead of the head's input (e.g. 2; 'input')")
+    rk.add_argument("--label", default=None, metavar="COLUMN", help="the label column of a .csv (name or index)")
+    rk.add_argument("--no-layers", action="store_true", help="rank the checkpoints only, not their layers")
+    rk.add_argument("--json", default=None, metavar="PATH", help="also write the rankings as JSON")
+
+    se = sub.add_parser("search", help="choose the transfer recipe by validation, train it on all labels, save it",
+                        description="Hold out part of the labels (or use k folds when they are few), train each "
+                                    "strategy over a small learning-rate grid with early stopping on the "
+                                    "validation loss, retrain the best on all the labels; save the model "
+                                    "(the class labels of DATA in its metadata) and the report (JSON).")
+    se.add_argument("data", metavar="DATA", help=data_help)
+    se.add_argument("checkpoint", metavar="CKPT", help="the pretrained checkpoint (a Sequential MLP)")
+    se.add_argument("--out", required=True, metavar="OUT", help="where to save the trained model (.safetensors or .npz)")
+    se.add_argument("--report", default=None, metavar="PATH", help="where to write the report (default OUT.report.json)")
+    se.add_argument("--strategies", default=None, metavar="S[,S]",
+                    help="the strategies to try (default probe,finetune,lp_ft,l2sp,bitfit,lora)")
+    se.add_argument("--max-epochs", type=int, default=100, metavar="N", help="most epochs per candidate (100)")
+    se.add_argument("--patience", type=int, default=10, metavar="N", help="epochs without a better validation loss (10)")
+    se.add_argument("--val-fraction", type=float, default=0.2, metavar="F", help="share of each class held out (0.2)")
+    se.add_argument("--folds", type=int, default=None, metavar="K", help="k-fold cross-validation (default: when data is few)")
+    se.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="time budget of the search")
+    se.add_argument("--seed", type=int, default=0, help="seed of the split, the head and the shuffling (0)")
+    se.add_argument("--label", default=None, metavar="COLUMN", help="the label column of a .csv (name or index)")
     return p
 
 
@@ -108,6 +143,10 @@ def main(argv=None) -> int:
         return _guard(lambda: _inspect(args.path))
     if args.command == "explain":
         return _guard(lambda: _explain(args))
+    if args.command == "rank":
+        return _guard(lambda: _rank(args))
+    if args.command == "search":
+        return _guard(lambda: _search(args))
     return _guard(lambda: _transfer(args))
 
 
@@ -275,3 +314,91 @@ class _StateHolder(Module):
 
     def arrays(self) -> dict:
         return {k: p.data for k, p in self._flat.items()}
+
+
+# ------------------------------------------------------------ rank, search ----
+
+def _labelled(path, label):
+    """(X, y renumbered 0..C-1, the original labels of the classes)."""
+    from .datafiles import load_xy
+    X, y = load_xy(path, label=label)
+    classes, y = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: the labels hold a single class ({classes[0]}); at least two are needed")
+    return X, y.reshape(-1).astype(np.int64), classes
+
+
+def _checkpoint_model(path):
+    from .transfer import mlp_from_state
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file", path)
+    return mlp_from_state(path, fn=path)
+
+
+def _check_fits(model, X, path):
+    first = next((m for m in model.modules() if hasattr(m, "in_features")), None)
+    if first is not None and first.in_features != X.shape[1]:
+        raise ValueError(f"{path} takes {first.in_features} inputs but the data has {X.shape[1]} features")
+
+
+def _rank(args) -> int:
+    from . import transfer as T
+    from .demo.fewshot import _atomic
+    scores = [s.strip() for s in args.score.split(",") if s.strip()]
+    X, y, classes = _labelled(args.data, args.label)
+    names, models = [], {}
+    for path in args.checkpoints:
+        name = os.path.basename(path)
+        if name in models:
+            name = path
+        models[name] = _checkpoint_model(path)
+        _check_fits(models[name], X, path)
+        names.append(name)
+    print(f"{args.data}: {len(y)} examples, {X.shape[1]} features, {len(classes)} classes")
+    ranking = T.rank_sources(models, X, y, score=scores, layer=args.layer)
+    print(ranking)
+    out = {"sources": ranking.to_dict(), "layers": {}}
+    if not args.no_layers:
+        from .transfer.search import PREDICTION_SCORES
+        feature_scores = [s for s in scores if s not in PREDICTION_SCORES] or ["logme"]
+        for name in names:
+            layers = T.rank_layers(models[name], X, y, score=feature_scores)
+            print(f"\n{name}:")
+            print(layers)
+            out["layers"][name] = layers.to_dict()
+    if args.json:
+        import json
+        _atomic(args.json, lambda f: json.dump(out, f, indent=1, allow_nan=False))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _search(args) -> int:
+    from . import io
+    from . import transfer as T
+    if not args.out.lower().endswith((".safetensors", ".npz")):
+        raise ValueError(f"--out {args.out}: expected a .safetensors or .npz path for the model")
+    report_path = args.report or os.path.splitext(args.out)[0] + ".report.json"
+    for p in (args.out, report_path):
+        folder = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(folder):
+            raise ValueError(f"{p}: the folder {folder} does not exist")
+    X, y, classes = _labelled(args.data, args.label)
+    model = _checkpoint_model(args.checkpoint)
+    _check_fits(model, X, args.checkpoint)
+    from .transfer.search import DEFAULT_STRATEGIES
+    strategies = (tuple(s.strip() for s in args.strategies.split(",") if s.strip()) if args.strategies
+                  else DEFAULT_STRATEGIES)
+    print(f"{args.data}: {len(y)} examples, {X.shape[1]} features, {len(classes)} classes; searching "
+          f"{', '.join(strategies)}", flush=True)
+    trained, report = T.search(model, X, y, strategies=strategies, val_fraction=args.val_fraction,
+                               folds=args.folds, max_epochs=args.max_epochs, patience=args.patience,
+                               budget_s=args.budget, seed=args.seed)
+    print(report)
+    io.save(trained, args.out, metadata={"tinytl.classes": ",".join(str(int(c)) for c in classes),
+                                         "tinytl.search": f"{report.winner} ({report.reason})"})
+    report.extra["classes"] = [int(c) for c in classes]
+    report.save(report_path)
+    print(f"saved {args.out} (output i is label {', '.join(f'{i}->{int(c)}' for i, c in enumerate(classes[:10]))}"
+          f"{', ...' if len(classes) > 10 else ''}) and {report_path}")
+    return 0

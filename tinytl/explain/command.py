@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import zipfile
 
 import numpy as np
 
@@ -75,65 +74,21 @@ def mlp_from_state(state, where: str = "checkpoint") -> Sequential:
 
 # ------------------------------------------------------------------ the data ----
 
-def _npy_header(zf: zipfile.ZipFile, name: str, path: str):
-    """(shape, dtype) of member ``name`` from its .npy header, checked before any data is read."""
-    info = zf.getinfo(name)
-    with zf.open(info) as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version not in reader:
-                raise ValueError(f"unsupported .npy version {version}")
-            shape, _, dtype = reader[version](f)
-        except ValueError as e:
-            raise ValueError(f"{path}: '{name}' is not a valid .npy array ({e})") from None
-    if dtype.hasobject:
-        raise ValueError(f"{path}: '{name}' holds Python objects; only numeric arrays are read (never pickles)")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > MAX_DATA_BYTES or nbytes > info.file_size:
-        raise ValueError(f"{path}: '{name}' claims shape {shape} ({nbytes:,} bytes), more than "
-                         f"{'its member holds' if nbytes <= MAX_DATA_BYTES else f'the {MAX_DATA_BYTES:,}-byte limit'}")
-    return shape, dtype
-
-
 def read_data(path, n_in=None):
     """``(x, y)`` from a ``.npz`` file: ``x`` (n, features) numbers, ``y`` (n,) integer labels or None.
 
-    Read with ``np.load(allow_pickle=False)`` after each member's header was checked (shape,
-    dtype, size against the file and a 1 GiB limit). Every problem is one ValueError naming
-    the file."""
+    Read by ``tinytl.datafiles.load_xy`` (the checked reader every command uses: no pickles,
+    every header validated before anything is allocated); then at least 4 examples and, when
+    given, ``n_in`` features are required. Every problem is one ValueError naming the file."""
+    from ..datafiles import load_xy
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "No such file", path)
-    if not path.endswith(".npz"):
+    if os.path.exists(path) and not path.endswith(".npz"):
         raise ValueError(f"{path}: --data must be a .npz file with an array 'x' (and optionally 'y')")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if "x.npy" not in names:
-                found = ", ".join(n[:-4] for n in names if n.endswith(".npy")) or "none"
-                raise ValueError(f"{path}: no array named 'x' (arrays found: {found})")
-            heads = {k: _npy_header(zf, f"{k}.npy", path) for k in ("x", "y") if f"{k}.npy" in names}
-        with np.load(path, allow_pickle=False) as f:
-            x = f["x"]
-            y = f["y"] if "y" in heads else None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    if x.ndim != 2 or x.dtype.kind not in "fiu":
-        raise ValueError(f"{path}: 'x' must be a 2-D numeric array (examples, features), got shape "
-                         f"{x.shape}, dtype {x.dtype}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{path}: 'x' holds NaN or Inf")
+    x, y = load_xy(path, require_labels=False)
     if len(x) < 4:
         raise ValueError(f"{path}: 'x' needs at least 4 examples, got {len(x)}")
     if n_in is not None and x.shape[1] != n_in:
         raise ValueError(f"{path}: 'x' has {x.shape[1]} features per example, the networks take {n_in}")
-    if y is not None:
-        if y.shape != (len(x),) or y.dtype.kind not in "iu":
-            raise ValueError(f"{path}: 'y' must be {len(x)} integer labels, got shape {y.shape}, dtype {y.dtype}")
-        if y.min() < 0:
-            raise ValueError(f"{path}: 'y' holds a negative label ({int(y.min())})")
-        y = y.astype(np.int64)
     return x, y
 
 

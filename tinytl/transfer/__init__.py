@@ -15,6 +15,9 @@ The tools, in the order a transfer usually needs them:
   ``GradualUnfreezing`` (unfreeze from the top, one group per epoch) and
   ``l2sp_groups`` (pull the backbone toward its pretrained weights) are the
   classic recipes for fine-tuning on few labels.
+- ``scores`` (``logme``, ``leep``, ``nce``, ``hscore``, ``transrate``), ``rank_layers`` and
+  ``rank_sources`` estimate, without training, which pretrained model and which layer will
+  transfer best; ``search`` picks the recipe by validation with early stopping.
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -23,13 +26,17 @@ touches a frozen parameter (no weight decay, no momentum).
 Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
 from .distill import distill, distillation_loss
+from . import scores
 from .freezing import Summary, freeze, summary, unfreeze
 from .peft import (LoRALinear, add_lora, bitfit, load_lora, load_lora_state_dict, lora_state_dict, merge_lora,
                    save_lora)
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
+from .search import (STRATEGIES, Phase, Ranking, SearchReport, Strategy, mlp_from_state, rank_layers,
+                     rank_sources, register_strategy, search)
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
            "l2sp_groups", "add_lora", "LoRALinear", "merge_lora", "lora_state_dict", "load_lora_state_dict",
-           "save_lora", "load_lora", "bitfit", "distill", "distillation_loss"]
+           "save_lora", "load_lora", "bitfit", "distill", "distillation_loss", "scores", "rank_layers", "rank_sources", "Ranking", "search", "SearchReport",
+           "Strategy", "Phase", "register_strategy", "mlp_from_state"]
