@@ -148,28 +148,35 @@ def run_report(config=None, only=None, progress: bool = False) -> dict:
     return out
 
 
-def render_report(report: dict, out_dir) -> str:
-    """The whole report as markdown (figures written into ``out_dir``)."""
+def render_sections(report: dict, out_dir) -> dict:
+    """name -> the section's markdown (its figures written into ``out_dir``), each rendered once."""
     every = sections()
+    return {name: every[name].render(results, out_dir).strip() for name, results in report["sections"].items()}
+
+
+def render_report(report: dict, out_dir, rendered=None) -> str:
+    """The whole report as markdown (figures written into ``out_dir`` unless ``rendered``, the
+    output of ``render_sections``, is given)."""
+    rendered = render_sections(report, out_dir) if rendered is None else rendered
     parts = ["# tinytl demo report", "",
              f"{len(report['sections'])} section(s), {report['total_s']:.1f} s in all"
              + (" (quick settings)" if report["config"].get("quick") else "") + ". "
              "Every figure below was measured in this run.", ""]
-    for name, results in report["sections"].items():
-        parts += [f"## {report['titles'][name]}", "", every[name].render(results, out_dir).strip(), "",
+    for name in report["sections"]:
+        parts += [f"## {report['titles'][name]}", "", rendered[name], "",
                   f"*(section `{name}`: {report['timings'][name]:.1f} s)*", ""]
     return "\n".join(parts)
 
 
-def write_report(report: dict, out_dir) -> dict:
-    """Write report.md, report.json (and the few-shot section's results.json/png) into ``out_dir``.
+def write_report(report: dict, out_dir, rendered=None) -> dict:
+    """Write report.md (with its figures) and report.json into ``out_dir``.
 
     Returns:
         ``{"report": path of report.md, "json": path of report.json}``.
     """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    md = render_report(report, out_dir)
+    md = render_report(report, out_dir, rendered)
     md_path = os.path.join(out_dir, "report.md")
     fewshot._atomic(md_path, lambda f: f.write(md))
     json_path = os.path.join(out_dir, "report.json")
@@ -197,12 +204,14 @@ def main(args) -> int:
           f"target classes {fewshot._fmt_classes(cfg.target_classes)}, {cfg.seeds} seed{'s' if cfg.seeds != 1 else ''}, "
           f"on {cfg.device}" + (" (quick)" if cfg.quick else ""), flush=True)
     report = run_report(cfg, names, progress=progress)
-    paths = write_report(report, args.out)
+    os.makedirs(args.out, exist_ok=True)
+    rendered = render_sections(report, args.out)
+    paths = write_report(report, args.out, rendered)
     every = sections()
     for name in names:
-        s = every[name]
+        text = every[name].text
         print(f"\n== {report['titles'][name]} ==")
-        print((s.text or (lambda r: s.render(r, args.out)))(report["sections"][name]).strip())
+        print(text(report["sections"][name]).strip() if text else rendered[name])
     if "fewshot" in report["sections"]:
         fs = fewshot.save_results(report["sections"]["fewshot"], args.out)
         print(f"\nresults: {fs['json']}")
