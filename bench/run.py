@@ -53,6 +53,7 @@ IMPORT_WARNINGS = [str(w.message) for w in _import_warnings]
 import numpy_mlp  # noqa: E402
 import tinytl_mlp  # noqa: E402
 import torch_mlp  # noqa: E402
+import dropout_adam  # noqa: E402
 from kernels import kernel_cases  # noqa: E402
 
 torch = torch_mlp.torch
@@ -73,7 +74,7 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
     "cuda-3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024, targets=[("tinytl/torch", 1.1)]),
     "cuda-4-mlp-4096": dict(sizes=(784, 4096, 4096, 10), batch=4096, targets=[("tinytl/torch", 1.1)]),
 }
-ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss"]
+ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "9-dropout-adam"]
 
 MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps
     "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100),
@@ -81,7 +82,7 @@ MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs,
     "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3),
 }
 QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import"]
-SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss"]
+SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "9-dropout-adam"]
 
 
 def fmt_t(s: float) -> str:
@@ -729,6 +730,9 @@ def main(argv=None) -> int:
                 head_case(report, cfg_use, pause)
             else:
                 mlp_case(report, cid, MLP_CASES[cid], cfg_use, pause, gem)
+        if "9-dropout-adam" in cases:
+            report.p("\n== a tutorial MLP: Dropout(0.2) after each hidden layer, Adam(lr=1e-3), train mode ==")
+            dropout_adam.run(report, cfg_use, pause, fmt_t, torch)
         if "5-kernels" in cases:
             kernel_bench(report, cfg_use, pause, bw)
         if "6-import" in cases:
