@@ -44,29 +44,15 @@ def _state(weights):
     return {f"{3 * i}.{k}": v for i, (W, b) in enumerate(weights) for k, v in (("weight", W), ("bias", b))}
 
 
-def tinytl_step(weights, x, y):
-    model = _layers(tl.nn, weights)
-    model.load_state_dict(_state(weights))
+def make_step(lib, weights, x, y, as_tensor):
+    """A training step closure for ``lib`` (tinytl or torch: the same code, as the point of the
+    fluency issue is that it runs unchanged); ``as_tensor`` makes the library's tensors."""
+    model = _layers(lib.nn, weights)
+    model.load_state_dict({k: as_tensor(v.copy()) for k, v in _state(weights).items()})
     model.train()
-    opt = tl.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = tl.nn.CrossEntropyLoss()
-    xb, yb = tl.tensor(x), tl.tensor(y)
-
-    def step():
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    return step
-
-
-def torch_step(torch, weights, x, y):
-    model = _layers(torch.nn, weights)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in _state(weights).items()})
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    xb, yb = torch.from_numpy(x), torch.from_numpy(y)
+    opt = lib.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = lib.nn.CrossEntropyLoss()
+    xb, yb = as_tensor(x), as_tensor(y)
 
     def step():
         loss = loss_fn(model(xb), yb)
@@ -79,16 +65,16 @@ def torch_step(torch, weights, x, y):
 def run(report, cfg, pause, fmt_t, torch=None):
     """Time the three steps interleaved; record medians and ratios under report.data["cases"]."""
     weights, (x, y) = _weights(), _batch()
-    entries = [Entry("tinytl", tinytl_step(weights, x, y))]
+    entries = [Entry("tinytl", make_step(tl, weights, x, y, tl.tensor))]
     if tinytl_mlp.compiled_kernels_active():
-        ref = tinytl_step(weights, x, y)          # its own model and optimizer state
+        ref = make_step(tl, weights, x, y, tl.tensor)     # its own model and optimizer state
 
         def ref_step():
             with tinytl_mlp.reference_kernels():
                 ref()
         entries.append(Entry("tinytl[ref]", ref_step))
     if torch is not None:
-        entries.append(Entry("torch", torch_step(torch, weights, x, y)))
+        entries.append(Entry("torch", make_step(torch, weights, x, y, torch.from_numpy)))
     res = interleaved(entries, blocks=cfg["blocks"], block_s=cfg["block_s"], pause=pause, warmup_s=cfg["warmup_s"])
     med = {k: v.median for k, v in res.items()}
     ratios = {}
