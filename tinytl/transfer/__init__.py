@@ -15,6 +15,9 @@ The tools, in the order a transfer usually needs them:
   ``GradualUnfreezing`` (unfreeze from the top, one group per epoch) and
   ``l2sp_groups`` (pull the backbone toward its pretrained weights) are the
   classic recipes for fine-tuning on few labels.
+- ``adapt`` (with ``adabn``, ``coral_loss``, ``mmd_loss``, ``DomainAdversarialLoss``)
+  trains on labelled source data while aligning the features of unlabelled target
+  data from another distribution (unsupervised domain adaptation).
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -22,10 +25,13 @@ touches a frozen parameter (no weight decay, no momentum).
 
 Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
+from .adapt import (AdaptReport, DANNSchedule, DomainAdversarialLoss, GradientReversal, adabn, adapt, coral_loss,
+                    grad_reverse, mmd_loss)
 from .freezing import Summary, freeze, summary, unfreeze
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
-           "l2sp_groups"]
+           "l2sp_groups", "adapt", "AdaptReport", "adabn", "coral_loss", "mmd_loss", "DomainAdversarialLoss",
+           "grad_reverse", "GradientReversal", "DANNSchedule"]
