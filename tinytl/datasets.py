@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["mnist1d", "mnist1d_domains", "MNIST1D_DOMAINS", "load_idx", "load_mnist", "cache_folder"]
+__all__ = ["mnist1d", "mnist1d_domains", "load_idx", "load_mnist", "cache_folder"]
 
 _INSTALL_HINT = "pip install 'tinytl[data]'"
 _CACHE_FORMAT = 1           # bump when the layout of the cached file changes

@@ -145,10 +145,12 @@ class DANNSchedule:
 
     @property
     def progress(self) -> float:
+        """p = steps / total_steps, at most 1."""
         return min(self.steps / self.total_steps, 1.0)
 
     @property
     def coeff(self) -> float:
+        """λ(p) at the current progress."""
         return self.value(self.progress, self.gamma, self.high)
 
     def step(self) -> float:
@@ -594,7 +596,8 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
       is trained by the same optimizer.
 
     An epoch is one pass over the source (full batches only); target batches cycle
-    through reshuffled passes over the target. Target labels are never used for
+    through reshuffled passes over the target. PyTorch has no built-in for this; the
+    loops of TLlib (thuml/Transfer-Learning-Library) do the same with its losses. Target labels are never used for
     training: ``val=(X_t_test, y_t_test)`` only scores each epoch.
 
     Args:
@@ -612,6 +615,9 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
         anneal_lr: DANN's learning-rate annealing, lr_p = lr / (1 + 10 p)^0.75 at progress
             p (it steadies the adversarial game); False: a constant ``lr``.
         val: ``(X_t_test, y_t_test)`` to report the target accuracy per epoch, or None.
+        estimator, kernels: ``mmd_loss``'s, for "mmd".
+        discriminator: DANN's domain discriminator, (N, d) -> (N, 1) logits; None for the default.
+        gamma: ``DANNSchedule``'s γ, for "dann".
 
     Returns:
         ``(model, AdaptReport)``.
