@@ -461,6 +461,6 @@ def test_adapt_refuses_bad_inputs_before_training(planted):
 
 def test_public_names():
     for name in ("grad_reverse", "GradientReversal", "DANNSchedule", "coral_loss", "mmd_loss",
-                 "DomainAdversarialLoss", "adabn", "adapt", "AdaptReport"):
+                 "DomainAdversarialLoss", "domain_discriminator", "adabn", "adapt", "AdaptReport"):
         assert getattr(tl.transfer, name) is getattr(A, name)
         assert name in tl.transfer.__all__

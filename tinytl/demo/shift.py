@@ -39,6 +39,7 @@ METHODS = {"source_only": "source only", "adabn": "AdaBN", "coral": "CORAL", "mm
 ALIGN = ("coral", "mmd", "dann")
 TRADE_OFF = {"coral": 3000.0, "mmd": 5.0, "dann": 1.0}   # CORAL's loss is ~1e-5 at d = 128: its weight is large
 HARD = "tilted"
+DISC_HIDDEN = 64
 
 
 def has_batchnorm() -> bool:
@@ -69,6 +70,7 @@ def _accuracy(model, X, y) -> float:
 def _run(ctx) -> dict:
     from .. import datasets
     from ..transfer import adabn, adapt
+    from ..transfer.adapt import domain_discriminator
     cfg = ctx.cfg
     st = _settings(cfg)
     t0 = time.perf_counter()
@@ -99,8 +101,11 @@ def _run(ctx) -> dict:
             for m in ALIGN:
                 ts = time.perf_counter()
                 manual_seed(seed)
-                model, _ = adapt(_model(n_in, cfg.hidden, n_out, cfg.device), (Xs, ys), Xt, m, seed=seed,
-                                 trade_off=TRADE_OFF[m], **common)
+                model = _model(n_in, cfg.hidden, n_out, cfg.device)
+                extra = {}
+                if m == "dann":      # narrower than adapt's default: as good here, and half the time
+                    extra["discriminator"] = domain_discriminator(cfg.hidden, hidden=DISC_HIDDEN, device=cfg.device)
+                model, _ = adapt(model, (Xs, ys), Xt, m, seed=seed, trade_off=TRADE_OFF[m], **common, **extra)
                 seconds[m] += time.perf_counter() - ts
                 acc[name][m].append(_accuracy(model, *val))
             ts = time.perf_counter()
@@ -122,7 +127,7 @@ def _run(ctx) -> dict:
     best = max((m for m in recovered[hard] if recovered[hard][m] is not None), key=lambda m: recovered[hard][m])
     return {"methods": METHODS, "domains": {name: t["params"] for name, t in data["targets"].items()},
             "source_params": src["params"], "batchnorm": has_batchnorm(), "hidden": cfg.hidden, "seeds": seeds, "settings": st,
-            "trade_off": TRADE_OFF, "accuracy": acc, "summary": summary, "recovered": recovered,
+            "trade_off": TRADE_OFF, "discriminator_hidden": DISC_HIDDEN, "accuracy": acc, "summary": summary, "recovered": recovered,
             "source_test_accuracy": source_acc, "hard_domain": hard, "best_on_hard": best,
             "target_met": bool(recovered[hard][best] >= 1 / 3),
             "data": {"input_dim": int(n_in), "source_train": int(len(Xs)), "target_train": {n: int(len(t["x"][:st["n_target"]]))
@@ -198,6 +203,8 @@ def _render(results, out_dir) -> str:
     verdict = (f"On the hard shift the best method, {results['methods'][best]}, moves from "
                f"{100 * s['source_only']['mean']:.1f}% to {100 * s[best]['mean']:.1f}% (upper bound "
                f"{100 * s['target']['mean']:.1f}%): {100 * rec:.0f}% of the gap, ")
+    if s[best]["mean"] > s["target"]["mean"]:
+        verdict += "more than the whole gap (it beats the model trained on the target's labels), "
     verdict += ("meeting the issue's target of a third." if results["target_met"] else
                 f"short of the issue's target of a third by {100 * (1 / 3 - rec):.0f} points of the gap.")
     notes = []

@@ -26,7 +26,7 @@ touches a frozen parameter (no weight decay, no momentum).
 Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
 from .adapt import (AdaptReport, DANNSchedule, DomainAdversarialLoss, GradientReversal, adabn, adapt, coral_loss,
-                    grad_reverse, mmd_loss)
+                    domain_discriminator, grad_reverse, mmd_loss)
 from .freezing import Summary, freeze, summary, unfreeze
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
 from .weights import TransferReport, replace_head, transfer_weights
@@ -34,4 +34,4 @@ from .weights import TransferReport, replace_head, transfer_weights
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
            "l2sp_groups", "adapt", "AdaptReport", "adabn", "coral_loss", "mmd_loss", "DomainAdversarialLoss",
-           "grad_reverse", "GradientReversal", "DANNSchedule"]
+           "grad_reverse", "GradientReversal", "DANNSchedule", "domain_discriminator"]

@@ -43,7 +43,7 @@ from ..tensor import UNIT_SEED, Tensor, _make, no_grad
 from ._checks import _check_module, _check_positive
 
 __all__ = ["grad_reverse", "GradientReversal", "DANNSchedule", "coral_loss", "mmd_loss",
-           "DomainAdversarialLoss", "adabn", "adapt", "AdaptReport", "METHODS"]
+           "DomainAdversarialLoss", "domain_discriminator", "adabn", "adapt", "AdaptReport", "METHODS"]
 
 METHODS = ("source_only", "adabn", "coral", "mmd", "dann")
 MMD_ESTIMATORS = ("unbiased", "linear")
@@ -591,8 +591,8 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
       on the target (the model needs BatchNorm layers);
     - "coral": ``coral_loss``;
     - "mmd": ``mmd_loss`` (``estimator``, ``kernels``), DAN;
-    - "dann": ``DomainAdversarialLoss`` with ``discriminator`` (default: a 2-hidden-layer
-      MLP of width 256), λ from ``DANNSchedule(total steps, gamma)``; the discriminator
+    - "dann": ``DomainAdversarialLoss`` with ``discriminator`` (default:
+      ``domain_discriminator(d)``, a 2-hidden-layer MLP of width 256), λ from ``DANNSchedule(total steps, gamma)``; the discriminator
       is trained by the same optimizer.
 
     An epoch is one pass over the source (full batches only); target batches cycle
@@ -611,7 +611,7 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
         epochs, lr, momentum, weight_decay: the optimisation.
         batch_size: rows per batch, an int for both domains or ``(source, target)``; the
             target's is at most N_t. "linear" MMD needs both equal.
-        seed: the shuffling and the default discriminator's initialisation.
+        seed: the shuffling (initialisations come from ``tl.manual_seed``'s generator).
         anneal_lr: DANN's learning-rate annealing, lr_p = lr / (1 + 10 p)^0.75 at progress
             p (it steadies the adversarial game); False: a constant ``lr``.
         val: ``(X_t_test, y_t_test)`` to report the target accuracy per epoch, or None.
@@ -714,9 +714,7 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
         n_steps = epochs * max(len(Xs) // bs_s, 1)
         align = None
         if method == "dann":
-            if discriminator is None:
-                from .._random import manual_seed
-                manual_seed(seed)
+            if discriminator is None:              # initialised from tinytl's global generator
                 discriminator = domain_discriminator(d, dtype=dtype, device=device)
             align = DomainAdversarialLoss(discriminator, DANNSchedule(n_steps, gamma=gamma))
             params += list(discriminator.parameters())
