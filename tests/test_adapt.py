@@ -418,6 +418,18 @@ def test_adapt_on_the_gpu_path(device, planted):
     assert rep2.steps == 1 and math.isfinite(rep2.loss[0])
 
 
+def test_adapt_anneal_lr_and_default_features(planted):
+    Xs, ys, Xt, _, _ = planted
+    runs = []
+    for anneal in (False, True):
+        tl.manual_seed(0)
+        _, rep = A.adapt(_mlp(), (Xs[:256], ys[:256]), Xt[:256], "dann", epochs=3, batch_size=64, anneal_lr=anneal)
+        runs.append(rep)
+    assert runs[0].feature_layer == "input of 4" and "features: input of 4" in str(runs[0])
+    assert runs[0].loss[0] == pytest.approx(runs[1].loss[0], rel=0.2)      # same start ...
+    assert runs[0].loss != runs[1].loss                                       # ... another learning rate after it
+
+
 def test_adapt_adabn_with_a_batchnorm_model(planted):
     Xs, ys, Xt, Xv, yv = planted
     tl.manual_seed(0)

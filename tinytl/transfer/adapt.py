@@ -515,7 +515,8 @@ class AdaptReport:
             model's), or None without ``val``.
         domain_accuracy: DANN's discriminator accuracy on each epoch's batches (0.5:
             the domains look alike to it), else None.
-        feature_layer: where the features were taken.
+        feature_layer: where the features were taken: a module's name (its output), or
+            "input of NAME" (the default: the last Linear's input).
         seconds: wall time.
     """
     method: str
@@ -531,7 +532,7 @@ class AdaptReport:
 
     def __str__(self):
         lines = [f"AdaptReport: {self.method}, {self.epochs} epochs ({self.steps} steps, {self.seconds:.1f} s), "
-                 f"features from {self.feature_layer!r}"]
+                 f"features: {self.feature_layer}"]
         for e in range(len(self.loss)):
             line = f"  epoch {e + 1}: loss {self.loss[e]:.4f} (classification {self.classification_loss[e]:.4f}"
             if self.transfer_loss:
@@ -592,13 +593,14 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
     - "coral": ``coral_loss``;
     - "mmd": ``mmd_loss`` (``estimator``, ``kernels``), DAN;
     - "dann": ``DomainAdversarialLoss`` with ``discriminator`` (default:
-      ``domain_discriminator(d)``, a 2-hidden-layer MLP of width 256), λ from ``DANNSchedule(total steps, gamma)``; the discriminator
-      is trained by the same optimizer.
+      ``domain_discriminator(d)``, a 2-hidden-layer MLP of width 256), λ from
+      ``DANNSchedule(total steps, gamma)``; the discriminator is trained by the same optimizer.
 
     An epoch is one pass over the source (full batches only); target batches cycle
-    through reshuffled passes over the target. PyTorch has no built-in for this; the
-    loops of TLlib (thuml/Transfer-Learning-Library) do the same with its losses. Target labels are never used for
-    training: ``val=(X_t_test, y_t_test)`` only scores each epoch.
+    through reshuffled passes over the target. Target labels are never used for
+    training: ``val=(X_t_test, y_t_test)`` only scores each epoch. PyTorch has no
+    built-in for this; TLlib's (thuml/Transfer-Learning-Library) training loops do the
+    same with its losses.
 
     Args:
         model: a classifier (N, features) -> (N, classes); trained in place.
@@ -667,7 +669,7 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
         _check_module(discriminator, "discriminator", fn)
     names = dict(model.named_modules())
     if feature_layer is None:
-        feature_layer, take_input = _default_feature_layer(model), True
+        feature_layer, take_input = _default_feature_layer(model), True      # the head's input
     else:
         take_input = False
         if not isinstance(feature_layer, str) or feature_layer not in names or feature_layer == "":
@@ -725,7 +727,8 @@ def adapt(model: Module, source, target, method: str = "dann", *, feature_layer:
         opt = SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         from ..functional import cross_entropy
 
-        report = AdaptReport(method=method, epochs=epochs, feature_layer=feature_layer,
+        report = AdaptReport(method=method, epochs=epochs,
+                             feature_layer=f"input of {feature_layer}" if take_input else feature_layer,
                              target_accuracy=[] if val is not None else None,
                              domain_accuracy=[] if method == "dann" else None)
         t_order, t_pos = rng.permutation(len(Xt)), 0
