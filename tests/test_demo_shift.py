@@ -66,10 +66,18 @@ def test_markdown_shows_the_json(quick_shift):
         gap = 100 * (1 / 3 - r["recovered"][hard][best])
         assert f"short of the issue's target of a third by {gap:.0f} points" in md
     assert re.search(r"!\[target accuracy per method and shift\]\(shift\.png\)|plot skipped", md)
-    assert "hard shift: best" in out                     # the terminal's summary line
+    assert f"On the hard shift ({hard}) the best method" in out      # the terminal shows the verdict too
 
 
 def test_quick_budget(quick_shift):
     rep, _, _, _ = quick_shift
     # ~4 s of CPU on a quiet 2-core machine; a busy one (the test suite in parallel) is slower
     assert rep["timings"]["shift"] < 60
+
+
+def test_verdict_without_a_gap_and_a_skipped_section():
+    s = {"source_only": {"mean": 0.5, "std": 0.0}, "target": {"mean": 0.4, "std": 0.0}}
+    text = shift._verdict({"hard_domain": "tilted", "best_on_hard": None, "summary": {"tilted": s}})
+    assert "no gap to recover" in text and "50.0%" in text and "40.0%" in text
+    r = {"skipped": "no domains"}
+    assert "skipped: no domains" in shift._render(r, ".") and "skipped" in shift._text(r)
