@@ -57,3 +57,17 @@ def test_example_runs_as_a_script():
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     assert "from scratch" in r.stdout and "with transfer" in r.stdout
+
+
+def test_domain_adaptation_example(capsys):
+    """examples/domain_adaptation.py: labelled source, unlabelled target, the three figures printed."""
+    module = importlib.import_module("domain_adaptation")
+    assert module.__doc__ and len(module.__doc__.splitlines()) > 5
+    result = module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "AdaptReport: mmd" in out and "target test accuracy" in out
+    printed = dict(re.findall(r"^\s+(source only|with adaptation[^:]*?|trained on target[^:]*?)\s*:\s*([0-9.]+)$", out, re.M))
+    assert float(printed["source only"]) == pytest.approx(result["source_only"], abs=1e-4)
+    assert float(printed["with adaptation (MMD, no labels)"]) == pytest.approx(result["adapted"], abs=1e-4)
+    assert all(0 <= v <= 1 for v in result.values())
+    assert result["target_supervised"] > result["source_only"]     # the shift costs the source model

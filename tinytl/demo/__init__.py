@@ -4,7 +4,12 @@ One section per capability, each a module of this package (``tinytl/demo/report.
 how a section is written and run; ``--only NAME`` runs one):
 
 - ``fewshot``: pretrain on some classes, transfer to others with k labels per class, five
-  ways (``tinytl/demo/fewshot.py``; ``run_demo`` returns its results).
+  ways (``tinytl/demo/fewshot.py``; ``run_demo`` returns its results);
+- ``efficient``: LoRA, BitFit and distillation beside full fine-tuning, with memory;
+- ``choose``: transferability scores of several sources and layers, and the recipe search;
+- ``shift``: unsupervised domain adaptation on shifted MNIST-1D domains;
+- ``explain``: weight drift, CKA and attributions of the fine-tuned models;
+- ``security``: adversarial attacks, the transfer attack, adversarial fine-tuning.
 
 Read next: ``tinytl/demo/fewshot.py``, then ``tinytl/demo/report.py``.
 """

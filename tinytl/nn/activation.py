@@ -1,4 +1,4 @@
-"""Activation layers: Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Softmax, LogSoftmax (``torch.nn``'s names).
+"""Activation layers (and DANN's GradientReversal): Tanh, Sigmoid, LeakyReLU, GELU, SiLU, Softmax, LogSoftmax (``torch.nn``'s names).
 
 Each holds its options and calls one op of ``tinytl/nn/functional.py``; ``extra_repr``
 prints them as torch does. (ReLU lives in ``layers.py``, where Sequential fuses it.)
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from . import functional as F
+from ..tensor import Tensor
 from .module import Module
 
 
@@ -101,3 +104,22 @@ class LogSoftmax(Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+class GradientReversal(Module):
+    """``grad_reverse`` as a layer: identity forward, -coeff x the gradient backward.
+
+    Args:
+        coeff: λ (assign ``layer.coeff`` to change it, e.g. from a ``DANNSchedule``).
+    """
+
+    def __init__(self, coeff: float = 1.0):
+        super().__init__()
+        F.grad_reverse(Tensor(np.zeros(1)), coeff)        # the same check, now
+        self.coeff = float(coeff)
+
+    def forward(self, x):
+        return F.grad_reverse(x, self.coeff)
+
+    def extra_repr(self):
+        return f"coeff={self.coeff}"

@@ -30,7 +30,8 @@ from ..tensor import Tensor, _make
 
 __all__ = ["linear", "relu", "tanh", "sigmoid", "cross_entropy", "mse_loss", "softmax", "log_softmax", "gelu", "silu",
            "leaky_relu", "dropout", "layer_norm", "batch_norm", "nll_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "erf"]
+           "binary_cross_entropy_with_logits", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "erf",
+           "grad_reverse"]
 
 
 def _dim(dim, ndim: int, fn: str) -> int:
@@ -683,6 +684,28 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
             f = f / denom
         return (grad_rows(f),)
     return _make(xp.asarray(total, dtype=X.dtype), (x,), backward, "nll_loss")
+
+
+# ----------------------------------------------------------- gradient reversal ----
+
+def grad_reverse(x, coeff: float = 1.0) -> Tensor:
+    """The gradient reversal layer of DANN: y = x forward, dL/dx = -coeff * dL/dy backward.
+
+    Everything before it is trained to *increase* the loss computed after it: the
+    features learn to fool the domain discriminator that follows. (PyTorch has no
+    built-in; TLlib's ``GradientReverseFunction`` is the same thing.)
+
+    Args:
+        x: a Tensor.
+        coeff: λ >= 0, the scale of the reversed gradient (``DANNSchedule`` ramps it up).
+    """
+    fn = "grad_reverse"
+    x = _tensor(x, f"{fn}: x")
+    if isinstance(coeff, bool) or not isinstance(coeff, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(coeff) or coeff < 0:
+        raise ValueError(f"{fn}: coeff must be a finite number >= 0, got {coeff!r}")
+    c = -float(coeff)
+    return _make(x.data, (x,), lambda g: (g * c,), "grad_reverse")
 
 
 # x.softmax(dim) and x.log_softmax(dim), as torch's Tensor methods

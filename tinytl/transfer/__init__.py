@@ -18,6 +18,9 @@ The tools, in the order a transfer usually needs them:
 - ``scores`` (``logme``, ``leep``, ``nce``, ``hscore``, ``transrate``), ``rank_layers`` and
   ``rank_sources`` estimate, without training, which pretrained model and which layer will
   transfer best; ``search`` picks the recipe by validation with early stopping.
+- ``adapt`` (with ``adabn``, ``coral_loss``, ``mmd_loss``, ``DomainAdversarialLoss``)
+  trains on labelled source data while aligning the features of unlabelled target
+  data from another distribution (unsupervised domain adaptation).
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -27,6 +30,8 @@ Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
 from .distill import distill, distillation_loss
 from . import scores
+from .adapt import (AdaptReport, DANNSchedule, DomainAdversarialLoss, GradientReversal, adabn, adapt, coral_loss,
+                    domain_discriminator, grad_reverse, mmd_loss)
 from .freezing import Summary, freeze, summary, unfreeze
 from .peft import (LoRALinear, add_lora, bitfit, load_lora, load_lora_state_dict, lora_state_dict, merge_lora,
                    save_lora)
@@ -38,5 +43,7 @@ from .weights import TransferReport, replace_head, transfer_weights
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
            "l2sp_groups", "add_lora", "LoRALinear", "merge_lora", "lora_state_dict", "load_lora_state_dict",
-           "save_lora", "load_lora", "bitfit", "distill", "distillation_loss", "scores", "rank_layers", "rank_sources", "Ranking", "search", "SearchReport",
-           "Strategy", "Phase", "register_strategy", "mlp_from_state"]
+           "save_lora", "load_lora", "bitfit", "distill", "distillation_loss", "scores", "rank_layers",
+           "rank_sources", "Ranking", "search", "SearchReport", "Strategy", "Phase", "register_strategy",
+           "mlp_from_state", "adapt", "AdaptReport", "adabn", "coral_loss", "mmd_loss", "DomainAdversarialLoss",
+           "grad_reverse", "GradientReversal", "DANNSchedule", "domain_discriminator"]
