@@ -188,6 +188,15 @@ OPS = {
                      lambda a, P: (a - a.mean(1, keepdims=True)) / np.sqrt(a.var(1, keepdims=True) + 1e-5),
                      lambda a, P: torch.nn.functional.layer_norm(a, (N,))),
 
+    # 1-D operands of matmul: a vector-matrix product and a dot product
+    "vecmat": Op(2, lambda a, b: (b[1],) if len(a) == 2 and len(b) == 2 and a[1] == b[0] else None,
+                 lambda a, P_b, P=None: None, None, None) if False else
+    Op(2, lambda a, b: (b[1],) if len(a) == 2 and len(b) == 2 and a[1] == b[0] else None,
+       lambda a, b, P: a[0] @ b, lambda a, b, P: a[0] @ b, lambda a, b, P: a[0] @ b),
+    "dot": Op(2, lambda a, b: () if len(a) >= 1 and len(b) >= 1 and int(np.prod(a)) == int(np.prod(b)) else None,
+              lambda a, b, P: a.reshape(-1) @ b.reshape(-1), lambda a, b, P: a.reshape(-1) @ b.reshape(-1),
+              lambda a, b, P: a.reshape(-1) @ b.reshape(-1)),
+
 }
 
 

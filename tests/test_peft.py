@@ -486,3 +486,13 @@ def test_bitfit_bad_input():
     with pytest.raises(ValueError, match="bitfit: model has no bias"):
         T.bitfit(nobias)
     assert all(p.requires_grad for p in m.parameters())        # nothing changed by the failures
+
+
+def test_add_lora_refuses_a_linear_used_twice():
+    """named_modules() lists a shared layer once: wrapping it would adapt one use and freeze the other."""
+    lin = nn.Linear(4, 4)
+    model = nn.Sequential(lin, nn.ReLU(), lin)
+    before = [type(m) for m in model]
+    with pytest.raises(ValueError, match=r"add_lora: layer\(s\) \['0'\] are used at more than one place"):
+        tl.transfer.add_lora(model, rank=2)
+    assert [type(m) for m in model] == before and all(p.requires_grad for p in model.parameters())

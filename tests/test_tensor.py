@@ -198,3 +198,45 @@ def test_leaf_grads_never_alias_each_other_the_graph_or_the_seed():
     s = np.array([2.0], np.float32)
     c.backward(s)                         # a leaf's own backward: the seed is copied too
     assert not np.shares_memory(c.grad, s)
+
+
+# ------------------------------------------------ from the second wave's review ----
+
+def test_leaf_grads_are_writable_and_never_share_memory_through_views():
+    """A reshape's backward hands out a view of the gradient another leaf already holds, and a
+    mean's a read-only broadcast: every .grad must still be its own writable array, so in-place
+    clipping of one gradient never scales another (checked against torch's numbers)."""
+    a = tl.tensor(np.ones(3), requires_grad=True)
+    b = tl.tensor(np.ones((1, 3)), requires_grad=True)
+    ((a + b.reshape(3)) * tl.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    tl.nn.utils.clip_grad_norm_([a, b], 1.0)
+    np.testing.assert_allclose(a.grad, np.array([1.0, 2.0, 3.0]) / (np.sqrt(28.0) + 1e-6), rtol=1e-12)  # torch: + 1e-6
+    c = tl.tensor(np.ones((1, 4)), requires_grad=True)
+    c.mean().backward()
+    assert c.grad.flags.writeable and 0 not in c.grad.strides
+    c.grad *= 2
+    np.testing.assert_array_equal(c.grad, np.full((1, 4), 0.5))
+
+
+def test_vector_dot_product_backward_and_a_scalar_element_view():
+    u = tl.tensor(np.arange(1.0, 6.0), requires_grad=True)
+    y = u @ u
+    assert isinstance(y.data, np.ndarray) and y.shape == ()
+    (y * 2).backward()
+    np.testing.assert_array_equal(u.grad, 4 * np.arange(1.0, 6.0))
+    assert gradcheck(lambda a, b: a @ b, [t64(np.random.default_rng(0), 4), t64(np.random.default_rng(1), 4)])
+    x = tl.tensor(np.ones(3))
+    x[0].add_(5)
+    x[1].fill_(0)
+    np.testing.assert_array_equal(x.numpy(), [6.0, 0.0, 1.0])      # element views write through, as torch
+    m = tl.tensor(np.arange(6.0).reshape(2, 3))
+    m.t().contiguous().fill_(0)                                     # contiguous() of a transpose copies
+    np.testing.assert_array_equal(m.numpy(), np.arange(6.0).reshape(2, 3))
+
+
+def test_var_with_no_degrees_of_freedom_gives_nan_gradients_as_torch():
+    a = tl.tensor([[1.0], [2.0]], dtype=np.float64, requires_grad=True)
+    with np.errstate(all="ignore"):
+        a.var(1).sum().backward()
+    assert np.isnan(a.grad).all()

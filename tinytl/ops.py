@@ -478,7 +478,10 @@ def _moment(fn, input, dim, unbiased, keepdim, correction, axis, keepdims, root)
 
     def backward(g):
         with np.errstate(divide="ignore", invalid="ignore"):
-            s = g / (denom * y) if root else g * (2.0 / denom)
+            if root:    # torch's std backward: 0 where std is 0 (a constant), not 0/0
+                s = xp.where(y == 0, 0.0, g / (denom * y)).astype(y.dtype, copy=False)
+            else:       # inf/nan at 0 degrees of freedom, as torch
+                s = g * (2.0 / np.float64(denom))
             return (_expand(s, axes, keep, x.shape, xp) * d,)
     return _make(y, (x,), backward, fn)
 
@@ -950,7 +953,12 @@ def getitem(self, index):
         else:
             xp.add.at(out, index, g)
         return (out,)
-    return _make(_arr(x.data[index], xp), (x,), backward, "getitem")
+    data = x.data[index]
+    if basic and not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+        # NumPy gives a scalar for one element: index with a trailing Ellipsis for a 0-d *view*,
+        # so x[0].add_(1) (under no_grad) writes into x, as in torch
+        data = x.data[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
+    return _make(_arr(data, xp), (x,), backward, "getitem")
 
 
 def setitem(self, index, value):
@@ -1234,8 +1242,12 @@ def clone(input):
 
 
 def contiguous(self):
-    """self (Tensor.contiguous): tinytl's ops take arrays in any layout."""
-    return self
+    """Tensor.contiguous: self when its data is C-contiguous, else a C-ordered copy
+    (differentiable), so writing into the result never writes into the original."""
+    if self.data.flags.c_contiguous:
+        return self
+    xp = _xp(self)
+    return _make(xp.ascontiguousarray(self.data), (self,), lambda g: (g,), "contiguous")
 
 
 def is_floating_point(self) -> builtins.bool:

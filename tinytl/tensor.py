@@ -307,9 +307,10 @@ class Tensor:
                     stack.append((p, False))
 
         # 2. reverse walk: each node turns its gradient into its parents' gradients.
-        # A leaf's .grad must be its own array: an op may hand the same array to two
-        # parents (add), or return one its closure keeps (cross_entropy) and will hand
-        # out again if the graph is retained; such arrays are copied.
+        # A leaf's .grad must be its own writable array: an op may hand the same array
+        # (or views of it) to two parents (add, reshape), return one its closure keeps
+        # (cross_entropy) and will hand out again if the graph is retained, or return a
+        # read-only broadcast view (mean); such arrays are copied.
         grads = {id(self): grad}
         given = set()                       # ids of arrays already stored in some .grad
         for node in reversed(order):
@@ -325,9 +326,10 @@ class Tensor:
                 if pg is None or not p.requires_grad:
                     continue
                 if p._backward is None:
-                    if retain_graph or id(pg) in given:
-                        pg = pg.copy()
-                    given.add(id(pg))
+                    root = _root(pg)        # a view shares its base's memory: compare bases
+                    if retain_graph or id(root) in given or not _own_writable(pg):
+                        pg = root = pg.copy()
+                    given.add(id(root))
                     _accumulate_leaf(p, pg)
                 else:
                     prev = grads.get(id(p))
@@ -354,6 +356,24 @@ class _UnitSeed:
 
 
 UNIT_SEED = _UnitSeed()
+
+
+def _root(a):
+    """What owns ``a``'s memory: the NumPy array at the end of its ``.base`` chain, or a CuPy
+    array's allocation (``a.data.mem``, shared by all its views); ``a`` itself otherwise."""
+    if isinstance(a, np.ndarray):
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        return a
+    mem = getattr(getattr(a, "data", None), "mem", None)
+    return a if mem is None else mem
+
+
+def _own_writable(a) -> bool:
+    """False for a read-only or broadcast (stride 0) array, which no .grad may be."""
+    if not getattr(a.flags, "writeable", True):
+        return False
+    return a.size <= 1 or all(st != 0 for st, n in zip(a.strides, a.shape) if n > 1)
 
 
 def _freed_backward(g):
@@ -508,18 +528,20 @@ def matmul(a: Tensor, b) -> Tensor:
     def backward(g):
         A = a.data if a.ndim > 1 else a.data[None, :]
         B = b.data if b.ndim > 1 else b.data[:, None]
-        G = g
-        if a.ndim == 1:
-            G = G[..., None, :]
-        if b.ndim == 1:
-            G = G[..., None]
+        G = g                                # restore the axes the 1-D operands lost
+        if a.ndim == 1 and b.ndim == 1:
+            G = g.reshape(1, 1)              # a dot product: g is 0-d
+        elif a.ndim == 1:
+            G = xp.expand_dims(g, -2)
+        elif b.ndim == 1:
+            G = xp.expand_dims(g, -1)
         ga = gb = None
         if a.requires_grad:
             ga = _unbroadcast(xp.matmul(G, xp.swapaxes(B, -1, -2)), A.shape).reshape(a.shape)
         if b.requires_grad:
             gb = _unbroadcast(xp.matmul(xp.swapaxes(A, -1, -2), G), B.shape).reshape(b.shape)
         return ga, gb
-    return _make(xp.matmul(a.data, b.data), (a, b), backward, "matmul")
+    return _make(xp.asarray(xp.matmul(a.data, b.data)), (a, b), backward, "matmul")
 
 
 Tensor.__add__ = add

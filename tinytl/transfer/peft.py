@@ -279,6 +279,15 @@ def add_lora(model: Module, rank: int = 8, alpha: float = 8, targets=("*",), dro
                          f"layer); merge_lora(model) folds them in first, or choose other targets")
     if "" in chosen:
         raise TypeError(f"{fn}: model is itself a Linear; wrap it directly: LoRALinear(model, rank, alpha)")
+    uses = {}                         # a Linear reached under two names is one shared layer
+    for _, parent in modules:
+        for _, child in parent.named_children():
+            uses[id(child)] = uses.get(id(child), 0) + 1
+    shared = [n for n, m in chosen.items() if uses.get(id(m), 0) > 1]
+    if shared:
+        raise ValueError(f"{fn}: layer(s) {shared} are used at more than one place in the model (one Linear "
+                         "shared); an adapter would replace only one use and the others would run frozen: give "
+                         "each use its own Linear, or choose other targets")
     for n, m in chosen.items():       # every check before any layer changes
         _check_lora_args(m, rank, alpha, dropout, f"{fn} (layer '{n}')")
     for n, m in chosen.items():
