@@ -32,7 +32,7 @@ from dataclasses import asdict
 from . import fewshot
 from .section import Section, markdown_table, new_figure, save_figure  # noqa: F401 (for the sections)
 
-SECTION_MODULES = ["fewshot"]      # report order; each module defines SECTION
+SECTION_MODULES = ["fewshot", "security"]      # report order; each module defines SECTION
 
 
 def sections() -> "dict[str, Section]":

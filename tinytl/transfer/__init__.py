@@ -15,6 +15,9 @@ The tools, in the order a transfer usually needs them:
   ``GradualUnfreezing`` (unfreeze from the top, one group per epoch) and
   ``l2sp_groups`` (pull the backbone toward its pretrained weights) are the
   classic recipes for fine-tuning on few labels.
+- ``adversarial_finetune`` fine-tunes against an attack (Madry's min-max, PGD
+  examples mixed with clean ones), for a model that must resist small input
+  changes (``tinytl/attacks.py``).
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -24,8 +27,9 @@ Read next: ``docs/transfer.md`` (when to use which), then ``examples/``.
 """
 from .freezing import Summary, freeze, summary, unfreeze
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
+from .robust import adversarial_finetune
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
            "discriminative_lr", "GradualUnfreezing", "extract_features", "linear_probe", "lp_ft",
-           "l2sp_groups"]
+           "l2sp_groups", "adversarial_finetune"]
