@@ -417,7 +417,7 @@ def _feature_extractor(model, feature_layer, fn: str):
     return model[:k]
 
 
-def feature_pgd(model, x, y=None, eps=None, alpha=None, steps=10, *, feature_layer=None, norm: str = "linf",
+def feature_pgd(model, x, y, eps, alpha=None, steps: int = 10, *, feature_layer=None, norm: str = "linf",
                 clip=None, seed=None):
     """PGD on features (after Wang et al., 2018): maximise ||phi(x') - phi(x)||_2^2 over the
     eps-ball, phi the model's penultimate representation.
@@ -430,8 +430,8 @@ def feature_pgd(model, x, y=None, eps=None, alpha=None, steps=10, *, feature_lay
     Args:
         model: the (source) Module; run in eval mode, left exactly as it was.
         x: inputs (N, ...), as in ``pgd``.
-        y: ignored (accepted so that ``feature_pgd`` can stand in for ``pgd`` as an attack
-            ``(model, x, y) -> x'``); if given, it must have shape (N,).
+        y: ignored, may be None (accepted so that ``feature_pgd`` can stand in for ``pgd`` as
+            an attack ``(model, x, y) -> x'``); if given, it must have shape (N,).
         eps, alpha, steps, norm, clip, seed: as in ``pgd`` (alpha defaults to 2.5 * eps / steps).
         feature_layer: None (a Sequential's layers but the last), an int k (its first k
             layers), or a Module computing phi.
@@ -441,8 +441,6 @@ def feature_pgd(model, x, y=None, eps=None, alpha=None, steps=10, *, feature_lay
     """
     fn = "feature_pgd"
     _check_model(model, fn)
-    if eps is None:
-        raise TypeError(f"{fn}: eps is required")
     eps = _number(eps, "eps", fn)
     steps = _count(steps, "steps", fn)
     alpha = 2.5 * eps / steps if alpha is None else _number(alpha, "alpha", fn, positive=True)

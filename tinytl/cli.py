@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--alpha", type=float, default=None, help="PGD step length (default 2.5 * eps / steps)")
     at.add_argument("--norm", choices=("linf", "l2"), default="linf",
                     help="the ball: linf (default; FGSM column) or l2 (one normalised-gradient step instead)")
-    at.add_argument("--clip", default=None, metavar="LO,HI", help="clamp adversarial inputs to [LO, HI]")
+    at.add_argument("--clip", default=None, metavar="LO,HI", help="clamp adversarial inputs to [LO, HI] (write --clip=-1,1 when LO is negative)")
     at.add_argument("--seed", type=int, default=0, help="seed of PGD's random start (default 0)")
     at.add_argument("--batch-size", type=int, default=256, help="examples per attack call (default 256)")
     at.add_argument("--out", default=None, metavar="report.json", help="write the results here as JSON")
