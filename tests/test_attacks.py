@@ -181,6 +181,18 @@ def test_every_example_is_in_its_ball_and_the_clip_range(device, norm, clip):
                 np.testing.assert_array_equal(out, x)
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_inputs_of_any_shape_the_model_accepts(device, norm):
+    """Per-example norms and projections work on (N, 2, 3) inputs as on their (N, 6) flattening."""
+    flat = mlp(device=device)
+    model = nn.Sequential(nn.Flatten(), flat)
+    x, y = data()
+    x3 = x.reshape(12, 2, 3)
+    got = A.pgd(model, x3, y, 0.3, 0.1, 4, norm=norm, seed=0)
+    assert got.shape == (12, 2, 3) and within(got, x3, 0.3, norm)
+    np.testing.assert_allclose(got.reshape(12, 6), A.pgd(flat, x, y, 0.3, 0.1, 4, norm=norm, seed=0), rtol=1e-12)
+
+
 def test_noise_on_the_surface_has_exactly_the_norm_eps(device):
     x, y = data(n=50, d=20)
     model = mlp(d=20)
@@ -409,6 +421,8 @@ def test_bad_arguments_of_the_evaluation_helpers():
         A.transfer_attack(model, model, x, y, eps=0.1, feature_layer=4)
     with pytest.raises(TypeError, match="feature_pgd: feature_layer must be a Module"):
         A.feature_pgd(nn.Linear(6, 3, dtype=np.float64), x, None, 0.1)
+    with pytest.raises(ValueError, match=r"robust_accuracy: y\[0\] = 3 is not a class index in \[0, 3\)"):
+        A.robust_accuracy(model, x, np.full(12, 3))
     with pytest.raises(ValueError, match="transfer_attack: the attack returned shape"):
         A.transfer_attack(model, model, x, y, attack=lambda m, a, b: a[:, :2])
 

@@ -516,6 +516,7 @@ def _scores(xb, yb, scorers, fn):
         xs = backend.to_device(xb, _device_of(scorer, xb))
         with _attack_mode(scorer):
             logits = _logits(scorer, xs, fn)
+        _check_labels(yb, logits.shape[1], fn)
         out.append(backend.to_numpy(logits.argmax(axis=1)) == backend.to_numpy(yb))
     return out
 

@@ -239,7 +239,11 @@ def _render(results, out_dir) -> str:
 
 def _text(results) -> str:
     white, cross = _tables(results)
-    return "\n\n".join([white, cross, _targets_text(results)])
+    head = (f"Accuracy (%) of the models trained from {results['k']} labels per class (seed {results['seed']}) on "
+            f"{results['n_test']} target test examples; L-inf eps in units of the data's scale σ = "
+            f"{results['scale']:.3f}, PGD-{results['attack']['pgd_steps']}; transfer: crafted on the public "
+            "pretrained model only; noise: a random corner of the same ball.")
+    return "\n\n".join([head, white, cross, _targets_text(results)])
 
 
 SECTION = Section("security", "Security: adversarial attacks on the transferred models", _run, _render, _text)
