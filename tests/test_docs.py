@@ -376,6 +376,16 @@ def render_api():
         out += ["  " + m for m in _members(getattr(callbacks, n), n)]
     out += [""]
 
+    from tinytl import attacks
+    out += ["## `tl.attacks`: adversarial attacks", "", _summary(attacks), ""]
+    for n in attacks.__all__:
+        obj = getattr(attacks, n)
+        out.append(_entry(f"tl.attacks.{n}", obj))
+        if dataclasses.is_dataclass(obj):
+            out.append("  - fields: " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(obj)))
+            out += ["  " + m for m in _members(obj, n)]
+    out += [""]
+
     out += ["## `tl.io`: checkpoints", ""] + [_entry(f"tl.io.{n}", getattr(io, n)) for n in io.__all__] + [""]
     out += ["## `tl.data`", "", _entry("tl.data.DataLoader", data.DataLoader), ""]
     from tinytl.utils import data as udata
@@ -413,6 +423,9 @@ def render_api():
             "- `tinytl inspect PATH`: tensors, shapes, parameter counts and metadata of a checkpoint (header only).",
             "- `tinytl transfer SRC DST --out OUT [--rename OLD=NEW] [--strict]`: `transfer_weights` between two "
             "checkpoint files, into DST's float16, float32 and float64 tensors (cast to DST's dtype).",
+            "- `tinytl attack MODEL --data FILE --eps 0.1,0.3 [--steps 20] [--norm linf|l2] [--clip=LO,HI] "
+            "[--out report.json]`: accuracy of an MLP checkpoint on an .npz of x and y, clean and under FGSM and "
+            "PGD at each eps (`tl.attacks`); prints the table, writes the JSON.",
             "- Errors a user can fix print one line on stderr and exit with status 2.", ""]
     return "\n".join(out)
 

@@ -7,6 +7,7 @@
     tinytl explain BEFORE AFTER --data F   what fine-tuning changed: drift, CKA, probes, attributions
     tinytl rank DATA CKPT [CKPT ...]       score checkpoints and their layers on labelled data
     tinytl search DATA CKPT --out OUT      choose a recipe by validation, train it, save model + report
+    tinytl attack MODEL --data FILE --eps E,E   accuracy of an MLP checkpoint under FGSM and PGD
 
 Errors a user can fix (a bad option, a missing or corrupt file, a missing
 package) print one line on stderr and exit with status 2; no traceback.
@@ -124,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", type=float, default=None, metavar="SECONDS", help="time budget of the search")
     se.add_argument("--seed", type=int, default=0, help="seed of the split, the head and the shuffling (0)")
     se.add_argument("--label", default=None, metavar="COLUMN", help="the label column of a .csv (name or index)")
+    at = sub.add_parser("attack", help="accuracy of an MLP checkpoint under FGSM and PGD, per eps",
+                        description="Build the MLP a checkpoint holds (a tinytl Sequential of Linear layers with "
+                                    "ReLUs between them: keys 0.weight, 0.bias, 2.weight, ...), score it on the "
+                                    "labelled data of an .npz file (arrays x (N, D) float and y (N,) integer), "
+                                    "clean and under FGSM and PGD at each eps (tinytl.attacks); print the table "
+                                    "and write it as JSON. Nothing is clipped unless --clip is given.")
+    at.add_argument("model", metavar="MODEL", help="the checkpoint (.safetensors or .npz) of the MLP")
+    at.add_argument("--data", required=True, metavar="FILE", help="an .npz file with arrays x and y")
+    at.add_argument("--eps", required=True, metavar="E,E,...", help="the radii, in the units of x (e.g. 0.1,0.3)")
+    at.add_argument("--steps", type=int, default=20, help="PGD steps (default 20)")
+    at.add_argument("--alpha", type=float, default=None, help="PGD step length (default 2.5 * eps / steps)")
+    at.add_argument("--norm", choices=("linf", "l2"), default="linf",
+                    help="the ball: linf (default; FGSM column) or l2 (one normalised-gradient step instead)")
+    at.add_argument("--clip", default=None, metavar="LO,HI", help="clamp adversarial inputs to [LO, HI] (write --clip=-1,1 when LO is negative)")
+    at.add_argument("--seed", type=int, default=0, help="seed of PGD's random start (default 0)")
+    at.add_argument("--batch-size", type=int, default=256, help="examples per attack call (default 256)")
+    at.add_argument("--out", default=None, metavar="report.json", help="write the results here as JSON")
     return p
 
 
@@ -147,6 +165,8 @@ def main(argv=None) -> int:
         return _guard(lambda: _rank(args))
     if args.command == "search":
         return _guard(lambda: _search(args))
+    if args.command == "attack":
+        return _guard(lambda: _attack(args))
     return _guard(lambda: _transfer(args))
 
 
@@ -402,3 +422,157 @@ def _search(args) -> int:
     print(f"saved {args.out} (output i is label {', '.join(f'{i}->{int(c)}' for i, c in enumerate(classes[:10]))}"
           f"{', ...' if len(classes) > 10 else ''}) and {report_path}")
     return 0
+# ----------------------------------------------------------------- attack ----
+
+_MAX_DATA_BYTES = 1 << 31      # --data: refuse arrays larger than 2 GiB in all
+
+
+def _parse_floats(text: str, opt: str, n=None) -> list:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        vals = []
+    if not vals or (n is not None and len(vals) != n) or not all(np.isfinite(vals)):
+        what = f"{n} numbers" if n else "numbers"
+        raise ValueError(f"{opt}: expected {what} separated by commas, got {text!r}")
+    return vals
+
+
+def _mlp_from_state(state: dict, path):
+    """The tinytl MLP a state dict holds: Linear layers at 0, 2, 4, ... with ReLUs between them."""
+    from . import nn
+    layout = ("a tinytl MLP (a Sequential of Linear layers with ReLUs between them: keys 0.weight, 0.bias, "
+              "2.weight, ...)")
+    idx = {}
+    for key in state:
+        head, _, leaf = key.partition(".")
+        if not (head.isdigit() and leaf in ("weight", "bias")) or str(int(head)) != head:
+            raise ValueError(f"{path}: key {key!r} is not in the layout of {layout}")
+        idx.setdefault(int(head), set()).add(leaf)
+    order = sorted(idx)
+    if not order or order != list(range(0, 2 * len(order), 2)):
+        raise ValueError(f"{path}: layers {order} are not 0, 2, 4, ...: not {layout}")
+    layers, prev = [], None
+    for i in order:
+        if "weight" not in idx[i]:
+            raise ValueError(f"{path}: layer {i} has a bias but no weight")
+        w = state[f"{i}.weight"]
+        if w.ndim != 2 or w.dtype not in (np.float32, np.float64) or 0 in w.shape:
+            raise ValueError(f"{path}: {i}.weight must be a non-empty float32/float64 matrix, got {w.dtype} "
+                             f"{tuple(w.shape)}")
+        b = state.get(f"{i}.bias")
+        if b is not None and (b.shape != (w.shape[0],) or b.dtype != w.dtype):
+            raise ValueError(f"{path}: {i}.bias must have shape ({w.shape[0]},) and dtype {w.dtype}, got "
+                             f"{b.dtype} {tuple(b.shape)}")
+        if prev is not None and w.shape[1] != prev:
+            raise ValueError(f"{path}: {i}.weight takes {w.shape[1]} inputs but the layer before gives {prev}")
+        if layers:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(int(w.shape[1]), int(w.shape[0]), bias=b is not None, dtype=w.dtype))
+        prev = w.shape[0]
+    model = nn.Sequential(*layers)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _read_xy(path, n_in: int, n_out: int, dtype):
+    """x (N, n_in) and y (N,) from an .npz file, read without pickle, checked."""
+    from . import io
+    if not str(path).lower().endswith(".npz"):
+        raise ValueError(f"--data {path}: expected an .npz file with arrays x and y")
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file", path)
+    arrays = io.load(path)    # tinytl's npz reader: no pickle, every member's size checked before allocation
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise ValueError(f"--data {path}: no array {' or '.join(map(repr, missing))} (it holds {_few(arrays)})")
+    x, y = arrays["x"], arrays["y"]
+    if x.nbytes + y.nbytes > _MAX_DATA_BYTES:
+        raise ValueError(f"--data {path}: x and y hold {x.nbytes + y.nbytes:,} bytes, more than the "
+                         f"{_MAX_DATA_BYTES:,} allowed")
+    if x.dtype.kind != "f" or x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != n_in:
+        raise ValueError(f"--data {path}: x must be a float array of shape (N, {n_in}) with N >= 1, got "
+                         f"{x.dtype} {tuple(x.shape)}")
+    if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
+        raise ValueError(f"--data {path}: y must hold integer labels of shape ({x.shape[0]},), got {y.dtype} "
+                         f"{tuple(y.shape)}")
+    bad = np.flatnonzero((y < 0) | (y >= n_out))
+    if bad.size:
+        raise ValueError(f"--data {path}: y[{bad[0]}] = {y[bad[0]]} is not a class of the model (0..{n_out - 1})")
+    if not np.isfinite(x).all():
+        raise ValueError(f"--data {path}: x holds NaN or infinite values")
+    return x.astype(dtype, copy=False), y.astype(np.int64, copy=False)
+
+
+def _attack(args) -> int:
+    import functools
+    import json
+
+    from . import attacks, io
+    eps = _parse_floats(args.eps, "--eps")
+    if any(e < 0 for e in eps):
+        raise ValueError(f"--eps: radii must be >= 0, got {args.eps!r}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be an integer >= 1, got {args.steps}")
+    if args.alpha is not None and not (np.isfinite(args.alpha) and args.alpha > 0):
+        raise ValueError(f"--alpha must be a number > 0, got {args.alpha}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    clip = None
+    if args.clip is not None:
+        clip = tuple(_parse_floats(args.clip, "--clip", 2))
+        if not clip[0] < clip[1]:
+            raise ValueError(f"--clip: LO must be below HI, got {args.clip!r}")
+    if args.out is not None:
+        _check_writable(args.out)
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(2, "No such file", args.model)
+    model = _mlp_from_state(io.load(args.model), args.model)
+    n_in, n_out = model[0].in_features, model[len(model) - 1].out_features
+    x, y = _read_xy(args.data, n_in, n_out, model[0].weight.dtype)
+    if clip is not None and (x.min() < clip[0] or x.max() > clip[1]):
+        raise ValueError(f"--clip {args.clip}: the data lies in [{x.min():.4g}, {x.max():.4g}], outside the clip range")
+
+    def acc(attack=None):
+        return attacks.robust_accuracy(model, x, y, attack, batch_size=args.batch_size)
+    one_step = "FGSM" if args.norm == "linf" else "FGM-L2"
+    rows = []
+    clean = acc()
+    for e in eps:
+        alpha = args.alpha if args.alpha is not None else (2.5 * e / args.steps or 1.0)
+        if args.norm == "linf":
+            single = functools.partial(attacks.fgsm, eps=e, clip=clip)
+        else:                  # the L2 fast gradient method: one step of length eps along g / ||g||
+            single = functools.partial(attacks.pgd, eps=e, alpha=e or 1.0, steps=1, norm="l2",
+                                       random_start=False, clip=clip)
+        rows.append({"eps": e, "alpha": alpha, "one_step_accuracy": acc(single),
+                     "pgd_accuracy": acc(functools.partial(attacks.pgd, eps=e, alpha=alpha, steps=args.steps,
+                                                           norm=args.norm, clip=clip, seed=args.seed))})
+    print(f"{args.model}: {len(model) // 2 + 1} Linear layers, {n_in} -> {n_out}; {len(x)} examples from "
+          f"{args.data}; {args.norm} ball" + (f", clipped to [{clip[0]:g}, {clip[1]:g}]" if clip else ", no clipping"))
+    head = f"{'eps':>10}  {'clean':>7}  {one_step:>7}  {'PGD-' + str(args.steps):>7}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['eps']:>10.4g}  {100 * clean:>6.1f}%  {100 * r['one_step_accuracy']:>6.1f}%  "
+              f"{100 * r['pgd_accuracy']:>6.1f}%")
+    if args.out is not None:
+        report = {"model": os.fspath(args.model), "data": os.fspath(args.data), "n": int(len(x)),
+                  "norm": args.norm, "steps": args.steps, "clip": list(clip) if clip else None, "seed": args.seed,
+                  "one_step_attack": one_step, "clean_accuracy": clean, "results": rows}
+        io.atomic_write(args.out, lambda f: f.write(json.dumps(report, indent=1).encode()))
+        print(f"saved {args.out}")
+    return 0
+
+
+def _check_writable(out) -> None:
+    out = os.fspath(out)
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise ValueError(f"--out {out}: is a folder, expected a file name such as report.json")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {out}: cannot write in {folder}")

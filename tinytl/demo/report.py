@@ -32,7 +32,7 @@ from dataclasses import asdict
 from . import fewshot
 from .section import Section, markdown_table, new_figure, save_figure  # noqa: F401 (for the sections)
 
-SECTION_MODULES = ["fewshot", "efficient", "choose", "shift", "explain"]   # report order; each defines SECTION
+SECTION_MODULES = ["fewshot", "efficient", "choose", "shift", "explain", "security"]   # report order
 
 
 def sections() -> "dict[str, Section]":

@@ -21,6 +21,9 @@ The tools, in the order a transfer usually needs them:
 - ``adapt`` (with ``adabn``, ``coral_loss``, ``mmd_loss``, ``DomainAdversarialLoss``)
   trains on labelled source data while aligning the features of unlabelled target
   data from another distribution (unsupervised domain adaptation).
+- ``adversarial_finetune`` fine-tunes against an attack (Madry's min-max, PGD
+  examples mixed with clean ones), for a model that must resist small input
+  changes (``tinytl/attacks.py``).
 
 Freezing is ``Parameter.requires_grad = False``: the autograd records no
 graph for a frozen prefix (its backward costs nothing) and ``SGD`` never
@@ -38,6 +41,7 @@ from .peft import (LoRALinear, add_lora, bitfit, load_lora, load_lora_state_dict
 from .recipes import GradualUnfreezing, discriminative_lr, extract_features, l2sp_groups, linear_probe, lp_ft
 from .search import (STRATEGIES, Phase, Ranking, SearchReport, Strategy, mlp_from_state, rank_layers,
                      rank_sources, register_strategy, search)
+from .robust import adversarial_finetune
 from .weights import TransferReport, replace_head, transfer_weights
 
 __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer_weights", "TransferReport",
@@ -46,4 +50,4 @@ __all__ = ["freeze", "unfreeze", "summary", "Summary", "replace_head", "transfer
            "save_lora", "load_lora", "bitfit", "distill", "distillation_loss", "scores", "rank_layers",
            "rank_sources", "Ranking", "search", "SearchReport", "Strategy", "Phase", "register_strategy",
            "mlp_from_state", "adapt", "AdaptReport", "adabn", "coral_loss", "mmd_loss", "DomainAdversarialLoss",
-           "grad_reverse", "GradientReversal", "DANNSchedule", "domain_discriminator"]
+           "grad_reverse", "GradientReversal", "DANNSchedule", "domain_discriminator", "adversarial_finetune"]
