@@ -149,6 +149,7 @@ def public_names():
     names += [("tinytl.transfer", n) for n, o in vars(transfer).items()
               if inspect.isfunction(o) and o.__module__ == transfer.__name__ and not n.startswith("_")]
     names += [("tinytl.io", n) for n in io.__all__]
+    names += [("tinytl.memory", n) for n in tl.memory.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available"),
               ("tinytl.optim", "SGD")]
@@ -331,6 +332,9 @@ def render_api():
     out += [""]
 
     out += ["## `tl.io`: checkpoints", ""] + [_entry(f"tl.io.{n}", getattr(io, n)) for n in io.__all__] + [""]
+    from tinytl import memory
+    out += ["## `tl.memory`: what backward keeps, peak memory", ""] + [
+        _entry(f"tl.memory.{n}", getattr(memory, n)) for n in memory.__all__] + [""]
     out += ["## `tl.data`", "", _entry("tl.data.DataLoader", data.DataLoader), ""]
     out += ["## `tl.datasets`", ""] + [_entry(f"tl.datasets.{n}", getattr(datasets, n))
                                        for n in datasets.__all__] + [""]

@@ -11,7 +11,7 @@ from . import functional, nn, optim, cuda
 
 __version__ = "0.1.0"
 
-_LAZY = {"io", "transfer", "data", "datasets"}
+_LAZY = {"io", "transfer", "data", "datasets", "memory"}
 
 
 def save(obj, path, metadata=None):
@@ -27,7 +27,7 @@ def load(path):
 
 
 def __getattr__(name):
-    # transfer, io, data and datasets are imported on first use: `import tinytl` stays fast.
+    # transfer, io, data, datasets and memory are imported on first use: `import tinytl` stays fast.
     if name in _LAZY:
         import importlib
         return importlib.import_module(f".{name}", __name__)
@@ -36,4 +36,4 @@ def __getattr__(name):
 
 __all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly",
            "is_anomaly_enabled", "manual_seed", "Generator", "save", "load", "nn", "optim", "functional", "cuda",
-           "backend", "kernels", "io", "transfer", "data", "datasets", "__version__"]
+           "backend", "kernels", "io", "transfer", "data", "datasets", "memory", "__version__"]
