@@ -107,7 +107,8 @@ def relu(x) -> Tensor:
     mask = xp.packbits((y > 0).ravel(), bitorder="little")
 
     def backward(g):
-        return (g * xp.unpackbits(mask, bitorder="little")[:n].reshape(shape).view(bool),)
+        keep = xp.unpackbits(mask, bitorder="little")[:n] if n else xp.zeros(0, np.uint8)   # (CuPy: no empty packs)
+        return (g * keep.reshape(shape).view(bool),)
     return _make(y, (x,), backward, "relu")
 
 
