@@ -387,7 +387,11 @@ def _accumulate_leaf(t: Tensor, g):
 def _records(*parents) -> bool:
     """Whether an op on ``parents`` (Tensors or None) is recorded: grad mode is on and
     some parent requires a gradient. An op asks this to decide what to keep for backward."""
-    return _grad_mode.enabled and any(p is not None and p.requires_grad for p in parents)
+    if _grad_mode.enabled:
+        for p in parents:
+            if p is not None and p.requires_grad:
+                return True
+    return False
 
 
 def _make(data, parents, backward, op) -> Tensor:
@@ -402,7 +406,7 @@ def _make(data, parents, backward, op) -> Tensor:
         _check_finite(data, op)
     if _records(*parents):
         out.requires_grad = True
-        out._node = _Node(backward, tuple(None if not p.requires_grad else p._node or p for p in parents), op)
+        out._node = _Node(backward, tuple([(p._node or p) if p.requires_grad else None for p in parents]), op)
     return out
 
 
