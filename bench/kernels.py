@@ -46,18 +46,20 @@ def kernel_cases(scale: float = 1.0):
                                                  1e-8, 0.0, False, False, False)),
                   7 * a_param.nbytes, 2.5))
 
-    # linear_forward_epilogue bias + ReLU on (1024, 1024), in place as functional.linear calls it
+    # linear_forward_epilogue bias + ReLU on (1024, 1024), in place and writing the packed
+    # ReLU mask, as functional.linear calls it in training
     r = max(8, int(1024 * scale))
     y = rng.standard_normal((r, 1024)).astype(f32)
     bias = rng.standard_normal(1024).astype(f32) * f32(1e-3)
-    cases.append(("linear_forward_epilogue", f"({r},1024) bias+relu",
-                  lambda K: (lambda: K.linear_forward_epilogue(y, bias, True, y)),
-                  2 * y.nbytes + bias.nbytes, 2.0))
+    mask = np.zeros((r, 1024 // 8), np.uint8)
+    cases.append(("linear_forward_epilogue", f"({r},1024) bias+relu+mask",
+                  lambda K: (lambda: K.linear_forward_epilogue(y, bias, True, y, mask)),
+                  2 * y.nbytes + bias.nbytes + mask.nbytes, 2.0))
 
     # linear_backward_epilogue ReLU mask + bias grad on (1024, 1024): informative, no target
     g = rng.standard_normal((r, 1024)).astype(f32)
-    yr = np.maximum(rng.standard_normal((r, 1024)).astype(f32), 0)
+    mr = np.packbits(rng.standard_normal((r, 1024)) > 0, axis=1, bitorder="little")
     cases.append(("linear_backward_epilogue", f"({r},1024) relu+bias grad",
-                  lambda K: (lambda: K.linear_backward_epilogue(g, yr, True, True)),
-                  3 * g.nbytes, None))
+                  lambda K: (lambda: K.linear_backward_epilogue(g, mr, True, True)),
+                  2 * g.nbytes + mr.nbytes, None))
     return cases

@@ -50,6 +50,7 @@ with warnings.catch_warnings(record=True) as _import_warnings:
     import tinytl as tl  # noqa: E402
 IMPORT_WARNINGS = [str(w.message) for w in _import_warnings]
 
+import memory as memory_bench  # noqa: E402
 import numpy_mlp  # noqa: E402
 import tinytl_mlp  # noqa: E402
 import torch_mlp  # noqa: E402
@@ -74,7 +75,7 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
     "cuda-3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024, targets=[("tinytl/torch", 1.1)]),
     "cuda-4-mlp-4096": dict(sizes=(784, 4096, 4096, 10), batch=4096, targets=[("tinytl/torch", 1.1)]),
 }
-ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "9-dropout-adam"]
+ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
 
 MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps
     "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100),
@@ -82,7 +83,7 @@ MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs,
     "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3),
 }
 QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import"]
-SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "9-dropout-adam"]
+SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
 
 
 def fmt_t(s: float) -> str:
@@ -739,6 +740,8 @@ def main(argv=None) -> int:
             import_cost(report, cfg_use)
         if "7-rss" in cases:
             rss_case(report, cfg_use)
+        if "8-memory" in cases:
+            memory_bench.memory_case(report, cfg_use, pause, fmt_t, smoke=mode == "smoke")
         if mode == "full":
             report.p("")
             verdicts.append(aa_control(report, cfg_use, pause, tag="aa_end"))

@@ -96,10 +96,20 @@ template <typename T> const T* cptr(const std::optional<py::array>& a) { return 
 
 // ---------------------------------------------------------------- linear ----
 
-py::array linear_forward_epilogue(py::array y, py::object bias_obj, bool relu, py::array out) {
+// The packed ReLU mask argument (layout in linear.h): uint8, C-contiguous, (n, ceil(m / 8)).
+void check_mask(const char* fn, const py::array& mask, py::ssize_t n, py::ssize_t m, bool writeable) {
+    if (!mask.dtype().equal(py::dtype::of<uint8_t>()))
+        throw py::type_error(std::string(fn) + ": mask must be a uint8 array (the packed ReLU mask), got dtype " +
+                             dtype_str(mask));
+    check_layout(fn, mask, "mask", writeable);
+    check_shape(fn, mask, "mask", {n, (m + 7) / 8});
+}
+
+py::array linear_forward_epilogue(py::array y, py::object bias_obj, bool relu, py::array out, py::object mask_obj) {
     const char* fn = "linear_forward_epilogue";
     const bool f32 = is_f32(fn, y, "y");
     auto bias = optional_array(fn, bias_obj, "bias");
+    auto mask = optional_array(fn, mask_obj, "mask");
     if (bias) check_dtype(fn, *bias, "bias", f32, "y");
     check_dtype(fn, out, "out", f32, "y");
     check_layout(fn, y, "y", false);
@@ -111,29 +121,39 @@ py::array linear_forward_epilogue(py::array y, py::object bias_obj, bool relu, p
     check_shape(fn, out, "out", {n, m});
     check_overlap(fn, out, "out", y, "y", true);
     if (bias) check_overlap(fn, out, "out", *bias, "bias", false);
+    if (mask) {
+        if (!relu) throw py::value_error(std::string(fn) + ": mask is written only with relu=True");
+        check_mask(fn, *mask, n, m, true);
+        check_overlap(fn, *mask, "mask", y, "y", false);
+        check_overlap(fn, *mask, "mask", out, "out", false);
+        if (bias) check_overlap(fn, *mask, "mask", *bias, "bias", false);
+    }
 
+    uint8_t* mp = mask ? ptr<uint8_t>(*mask) : nullptr;
     std::optional<py::gil_scoped_release> nogil;
     if (n * m >= kReleaseGil) nogil.emplace();
-    if (f32) tinytl::linear_forward_epilogue(cptr<float>(y), cptr<float>(bias), relu, ptr<float>(out), n, m);
-    else     tinytl::linear_forward_epilogue(cptr<double>(y), cptr<double>(bias), relu, ptr<double>(out), n, m);
+    if (f32) tinytl::linear_forward_epilogue(cptr<float>(y), cptr<float>(bias), relu, ptr<float>(out), mp, n, m);
+    else     tinytl::linear_forward_epilogue(cptr<double>(y), cptr<double>(bias), relu, ptr<double>(out), mp, n, m);
     return out;
 }
 
-py::tuple linear_backward_epilogue(py::array grad, py::array y, bool relu, bool bias_grad, py::array out) {
+py::tuple linear_backward_epilogue(py::array grad, py::object mask_obj, bool relu, bool bias_grad, py::array out) {
     const char* fn = "linear_backward_epilogue";
     const bool f32 = is_f32(fn, grad, "grad");
-    check_dtype(fn, y, "y", f32, "grad");
+    auto mask = optional_array(fn, mask_obj, "mask");
     check_dtype(fn, out, "out", f32, "grad");
     check_layout(fn, grad, "grad", false);
-    check_layout(fn, y, "y", false);
     check_layout(fn, out, "out", true);
     if (grad.ndim() != 2)
         throw py::value_error(std::string(fn) + ": grad must have shape (N, M), got " + shape_str(shape_of(grad)));
     const py::ssize_t n = grad.shape(0), m = grad.shape(1);
-    check_shape(fn, y, "y", {n, m});
     check_shape(fn, out, "out", {n, m});
     check_overlap(fn, out, "out", grad, "grad", true);
-    if (relu) check_overlap(fn, out, "out", y, "y", true);  // the mask reads y[i] before out[i] is written
+    if (relu) {
+        if (!mask) throw py::value_error(std::string(fn) + ": mask is required when relu=True (the forward's packed ReLU mask)");
+        check_mask(fn, *mask, n, m, false);
+        check_overlap(fn, out, "out", *mask, "mask", false);
+    }
 
     py::object bg = py::none();
     py::array bga;
@@ -141,14 +161,15 @@ py::tuple linear_backward_epilogue(py::array grad, py::array y, bool relu, bool 
         bga = f32 ? py::array(py::array_t<float>(m)) : py::array(py::array_t<double>(m));
         bg = bga;
     }
+    const uint8_t* mp = relu ? cptr<uint8_t>(*mask) : nullptr;
     std::optional<py::gil_scoped_release> nogil;
     if (n * m >= kReleaseGil) nogil.emplace();
     if (f32)
-        tinytl::linear_backward_epilogue(cptr<float>(grad), cptr<float>(y), relu, bias_grad ? ptr<float>(bga) : nullptr,
+        tinytl::linear_backward_epilogue(cptr<float>(grad), mp, relu, bias_grad ? ptr<float>(bga) : nullptr,
                                          ptr<float>(out), n, m);
     else
-        tinytl::linear_backward_epilogue(cptr<double>(grad), cptr<double>(y), relu,
-                                         bias_grad ? ptr<double>(bga) : nullptr, ptr<double>(out), n, m);
+        tinytl::linear_backward_epilogue(cptr<double>(grad), mp, relu, bias_grad ? ptr<double>(bga) : nullptr,
+                                         ptr<double>(out), n, m);
     nogil.reset();
     return py::make_tuple(out, bg);
 }
@@ -292,10 +313,12 @@ py::array adam_step(py::array param, py::array grad, py::array exp_avg, py::arra
 PYBIND11_MODULE(_C, m) {
     m.doc() = "tinytl's fused C++ kernels; call them through tinytl.kernels.cpu (see reference.py for the maths)";
 
-    m.def("linear_forward_epilogue", &linear_forward_epilogue, "out = relu?(y + bias)",
-          py::arg("y").noconvert(), py::arg("bias").none(true), py::arg("relu"), py::arg("out").noconvert());
-    m.def("linear_backward_epilogue", &linear_backward_epilogue, "out = relu ? grad * (y > 0) : grad; (out, out.sum(0) | None)",
-          py::arg("grad").noconvert(), py::arg("y").noconvert(), py::arg("relu"), py::arg("bias_grad"),
+    m.def("linear_forward_epilogue", &linear_forward_epilogue, "out = relu?(y + bias); mask = packed (out > 0)",
+          py::arg("y").noconvert(), py::arg("bias").none(true), py::arg("relu"), py::arg("out").noconvert(),
+          py::arg("mask").none(true) = py::none());
+    m.def("linear_backward_epilogue", &linear_backward_epilogue,
+          "out = relu ? grad * unpack(mask) : grad; (out, out.sum(0) | None)",
+          py::arg("grad").noconvert(), py::arg("mask").none(true), py::arg("relu"), py::arg("bias_grad"),
           py::arg("out").noconvert());
     m.def("softmax_xent", &softmax_xent, "(loss, grad) of softmax cross-entropy",
           py::arg("logits").noconvert(), py::arg("target").noconvert(), py::arg("reduction"), py::arg("out").noconvert());

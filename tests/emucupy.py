@@ -53,7 +53,8 @@ import numpy as np
 
 HEADER = Path(__file__).with_name("emu") / "cuda_on_cpu.h"
 KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
-C_TYPES = {"int": np.int32, "long long": np.int64, "float": np.float32, "double": np.float64}
+C_TYPES = {"int": np.int32, "long long": np.int64, "float": np.float32, "double": np.float64,
+           "unsigned char": np.uint8}
 CTYPES = {"int": ctypes.c_int, "long long": ctypes.c_longlong, "float": ctypes.c_float, "double": ctypes.c_double}
 GUARD = 64
 
@@ -435,7 +436,7 @@ def check_launch(name, params, grid, block, args):
             if base.count("*") == 2:
                 assert a.dtype == np.int64, where  # a table of pointers
             else:
-                assert a.dtype == C_TYPES[base[:-1].replace("longlong", "long long")], where
+                assert a.dtype == C_TYPES[" ".join(ctype.replace("const", "").replace("*", " ").split())], where
         else:
             assert type(a) is C_TYPES[ctype], f"{where}: {ctype} given {type(a).__name__}"
 

@@ -30,7 +30,9 @@ def test_bench_smoke_writes_json(tmp_path):
     assert data["bandwidth"]["best_gbps"] > 0
     case = data["cases"]["1-mlp-b32"]
     assert case["entries"]["tinytl"]["median_s"] > 0 and case["entries"]["numpy"]["median_s"] > 0
-    assert {"4-head", "5-kernels", "6-import", "7-rss"} <= set(data["cases"])
+    assert {"4-head", "5-kernels", "6-import", "7-rss", "8-memory"} <= set(data["cases"])
+    mem = data["cases"]["8-memory"]["rows"]
+    assert mem["deep 784-64x8-10 / bitfit / sgd"]["tinytl"]["a"] < mem["deep 784-64x8-10 / full / sgd"]["tinytl"]["a"]
     assert all(t["verdict"] in ("PASS", "MISS", "SKIP") for t in data["targets"])
 
 

@@ -145,22 +145,29 @@ def test_launches_match_the_kernel_signatures(launches, dtype):
             out = G.linear_forward_epilogue(y, bias, relu)
             assert isinstance(out, FakeArray) and out.shape == (5, 7) and out.dtype == dtype
             assert names(launches) == [f"linear_forward_epilogue_{s}"]
+            launches.clear()
+            if relu:  # with the packed ReLU mask: one launch too, one thread per mask byte
+                mask = fake(np.zeros((5, 1), np.uint8))
+                G.linear_forward_epilogue(y, bias, relu, None, mask)
+                assert names(launches) == [f"linear_forward_epilogue_{s}"]
+                assert launches[0][1][0] * launches[0][2][0] >= mask.size
     launches.clear()
     assert G.linear_forward_epilogue(y, None, False, y) is y and not launches  # nothing to do
 
     for n, two in ((5, False), (64, False), (256, False), (257, True), (70000, True)):
         g = fake(np.ones((n, 3), dtype))
+        mask = fake(np.full((n, 1), 0b101, np.uint8))
         launches.clear()
-        out, bg = G.linear_backward_epilogue(g, g, True, True)
+        out, bg = G.linear_backward_epilogue(g, mask, True, True)
         assert out.shape == (n, 3) and bg.shape == (3,) and bg.dtype == dtype
         want = [f"linear_backward_epilogue_{s}"] + ([f"linear_backward_epilogue_sum_strips_{s}"] if two else [])
         assert names(launches) == want
         assert launches[0][1][1] <= 1024 and launches[0][2] == (32, 8)
         launches.clear()
-        assert G.linear_backward_epilogue(g, g, True, False)[1] is None
+        assert G.linear_backward_epilogue(g, mask, True, False)[1] is None
         assert names(launches) == [f"linear_backward_epilogue_{s}"]
     launches.clear()
-    out, bg = G.linear_backward_epilogue(fake(np.ones((0, 3), dtype)), fake(np.ones((0, 3), dtype)), True, True)
+    out, bg = G.linear_backward_epilogue(fake(np.ones((0, 3), dtype)), fake(np.ones((0, 1), np.uint8)), True, True)
     assert not launches and (bg == 0).all()
 
     for c, block in ((10, (32, 8)), (1024, (32, 8)), (1025, (256, 1)), (100000, (1024, 1))):
@@ -256,6 +263,7 @@ def bad_calls(xp):
     """(kernel name, args) pairs every twin must refuse, with arrays made by ``xp``."""
     f32, f64, i64 = (lambda s, d=np.float32: xp(np.ones(s, d))), (lambda s: xp(np.ones(s))), \
         (lambda s: xp(np.zeros(s, np.int64)))
+    u8 = lambda s, d=np.uint8: xp(np.zeros(s, d))  # noqa: E731  (a packed ReLU mask)
     big = xp(np.ones(20, np.float32))
     return [
         ("linear_forward_epilogue", (xp(np.ones((2, 3), np.int32)), None, True)),
@@ -266,10 +274,16 @@ def bad_calls(xp):
         ("linear_forward_epilogue", (f32((2, 3)), None, True, f32((3, 2)))),
         ("linear_forward_epilogue", (big[:6].reshape(2, 3), big[3:6], True, big[:6].reshape(2, 3))),
         ("linear_forward_epilogue", (big[:6].reshape(2, 3), None, True, big[1:7].reshape(2, 3))),
-        ("linear_backward_epilogue", (f64((2, 3)), f32((2, 3)), True, True)),
-        ("linear_backward_epilogue", (f32((2, 3)), f32((3, 2)), True, True)),
-        ("linear_backward_epilogue", (f32((2, 3, 1)), f32((2, 3, 1)), True, True)),
-        ("linear_backward_epilogue", (f32((2, 3)), f32((2, 3)), True, True, f32((2, 3), np.float16))),
+        ("linear_forward_epilogue", (f32((2, 3)), None, True, None, u8((2, 2)))),
+        ("linear_forward_epilogue", (f32((2, 3)), None, True, None, u8((2, 1), np.float32))),
+        ("linear_forward_epilogue", (f32((2, 3)), None, False, None, u8((2, 1)))),
+        ("linear_forward_epilogue", (f32((2, 9)), None, True, None, u8((2, 2), np.uint8).T.copy().T)),
+        ("linear_backward_epilogue", (f64((2, 3)), u8((2, 1)), True, True, f32((2, 3)))),
+        ("linear_backward_epilogue", (f32((2, 3)), None, True, True)),
+        ("linear_backward_epilogue", (f32((2, 3)), u8((3, 1)), True, True)),
+        ("linear_backward_epilogue", (f32((2, 3)), u8((2, 1), np.int8), True, True)),
+        ("linear_backward_epilogue", (f32((2, 3, 1)), u8((2, 1)), True, True)),
+        ("linear_backward_epilogue", (f32((2, 3)), u8((2, 1)), True, True, f32((2, 3), np.float16))),
         ("softmax_xent", (f32((2, 3)), xp(np.zeros(2, np.int32)), "mean")),
         ("softmax_xent", (f32((2, 3)), i64(2), "avg")),
         ("softmax_xent", (f32((0, 3)), i64(0), "mean")),

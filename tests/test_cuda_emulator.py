@@ -301,10 +301,11 @@ def caught(check, tries=3):
 def backward_check(n, m):
     rng = np.random.default_rng(0)
     grad, y = rng.standard_normal((n, m)), np.maximum(rng.standard_normal((n, m)), 0)
-    wg, wb = R.linear_backward_epilogue(grad, y, True, True)
+    mask = np.packbits(y > 0, axis=1, bitorder="little")
+    wg, wb = R.linear_backward_epilogue(grad, mask, True, True)
 
     def check():
-        g, b = G.linear_backward_epilogue(emucupy.asarray(grad), emucupy.asarray(y), True, True)
+        g, b = G.linear_backward_epilogue(emucupy.asarray(grad), emucupy.asarray(mask), True, True)
         np.testing.assert_array_equal(g.get(), wg)
         np.testing.assert_allclose(b.get(), wb, rtol=1e-12)
     return check
@@ -322,9 +323,28 @@ def softmax_check(n, c):
     return check
 
 
+def mask_check(n, m):
+    """The forward's packed ReLU mask (one thread per byte) against reference.py's."""
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((n, m))
+    want = np.zeros((n, (m + 7) // 8), np.uint8)
+    R.linear_forward_epilogue(y, None, True, None, want)
+
+    def check():
+        got = emucupy.asarray(np.zeros_like(want))
+        G.linear_forward_epilogue(emucupy.asarray(y), None, True, None, got)
+        np.testing.assert_array_equal(got.get(), want)
+    return check
+
+
 def test_the_unmutated_kernels_pass_these_checks(mutant):
-    for check in (backward_check(300, 45), softmax_check(20, 37), softmax_check(3, 3000)):
+    for check in (backward_check(300, 45), mask_check(37, 45), softmax_check(20, 37), softmax_check(3, 3000)):
         assert not caught(check)
+
+
+def test_mutant_with_the_mask_bits_in_the_wrong_order(mutant):
+    mutant("linear", "bits |= (unsigned)(v > T(0)) << (j - j0);", "bits |= (unsigned)(v > T(0)) << (7 - (j - j0));")
+    assert caught(mask_check(37, 45))
 
 
 def test_mutant_without_the_bias_sum_barrier(mutant):

@@ -154,6 +154,7 @@ def public_names():
     from tinytl import callbacks, explain
     names += [("tinytl.explain", n) for n in explain.__all__]
     names += [("tinytl.callbacks", n) for n in callbacks.__all__]
+    names += [("tinytl.memory", n) for n in tl.memory.__all__]
     names += [("tinytl.datasets", n) for n in datasets.__all__]
     names += [("tinytl.data", "DataLoader"), ("tinytl.kernels", "backend_info"), ("tinytl.cuda", "is_available")]
     names += [("tinytl.optim", n) for n in optim.__all__]
@@ -387,6 +388,9 @@ def render_api():
     out += [""]
 
     out += ["## `tl.io`: checkpoints", ""] + [_entry(f"tl.io.{n}", getattr(io, n)) for n in io.__all__] + [""]
+    from tinytl import memory
+    out += ["## `tl.memory`: what backward keeps, peak memory", ""] + [
+        _entry(f"tl.memory.{n}", getattr(memory, n)) for n in memory.__all__] + [""]
     out += ["## `tl.data`", "", _entry("tl.data.DataLoader", data.DataLoader), ""]
     from tinytl.utils import data as udata
     out += ["## `tl.utils.data`: datasets, samplers and the DataLoader", "", _summary(udata), ""]

@@ -51,6 +51,16 @@ def layout(a, how):
     return np.ascontiguousarray(a[::-1])[::-1]
 
 
+def mask_of(y):
+    """The packed ReLU mask of y, computed independently of the kernels: bit j%8 (LSB first) of byte j//8."""
+    n, m = y.shape
+    want = np.zeros((n, (m + 7) // 8), np.uint8)
+    for j in range(m):
+        want[:, j // 8] |= (y[:, j] > 0).astype(np.uint8) << (j % 8)
+    assert np.array_equal(want, np.packbits(y > 0, axis=1, bitorder="little"))
+    return want
+
+
 def bias_sum_tol(g):
     """Tolerance for g.sum(0): the reference adds rows in the input dtype, tinytl in double."""
     eps = np.finfo(g.dtype).eps
@@ -67,14 +77,20 @@ def test_linear_forward_epilogue(n, m, dtype, relu, has_bias, how, alias, seed):
     y = data(rng, (n, m), dtype)
     bias = data(rng, (m,), dtype) if has_bias else None
     want = R.linear_forward_epilogue(y, bias, relu)
+    mask = np.full((n, (m + 7) // 8), 0xA5, np.uint8) if relu else None  # garbage: every byte must be written
     if alias:
         buf = y.copy()
-        got = C.linear_forward_epilogue(buf, bias, relu, buf)
+        got = C.linear_forward_epilogue(buf, bias, relu, buf, mask)
         assert got is buf
     else:
-        got = C.linear_forward_epilogue(layout(y, how), None if bias is None else layout(bias, how), relu)
+        got = C.linear_forward_epilogue(layout(y, how), None if bias is None else layout(bias, how), relu, None, mask)
     assert got.dtype == dtype and got.shape == (n, m)
     np.testing.assert_array_equal(got, want)  # the same float operations: bit for bit
+    if relu:
+        np.testing.assert_array_equal(mask, mask_of(want))
+        ref_mask = np.zeros_like(mask)
+        np.testing.assert_array_equal(R.linear_forward_epilogue(y, bias, relu, None, ref_mask), want)
+        np.testing.assert_array_equal(ref_mask, mask)
 
 
 @SETTINGS
@@ -84,13 +100,17 @@ def test_linear_backward_epilogue(n, m, dtype, relu, bias_grad, how, alias, seed
     rng = np.random.default_rng(seed)
     grad = data(rng, (n, m), dtype)
     y = np.maximum(data(rng, (n, m), dtype), 0)
-    want_g, want_b = R.linear_backward_epilogue(grad, y, relu, bias_grad)
+    mask = mask_of(y) if relu else None
+    want_g, want_b = R.linear_backward_epilogue(grad, mask, relu, bias_grad)
+    if relu:
+        np.testing.assert_array_equal(want_g, grad * (y > 0))  # the mask stands for the output exactly
     if alias:
         buf = grad.copy()
-        got_g, got_b = C.linear_backward_epilogue(buf, y, relu, bias_grad, buf)
+        got_g, got_b = C.linear_backward_epilogue(buf, mask, relu, bias_grad, buf)
         assert got_g is buf
     else:
-        got_g, got_b = C.linear_backward_epilogue(layout(grad, how), layout(y, how), relu, bias_grad)
+        got_g, got_b = C.linear_backward_epilogue(layout(grad, how), None if mask is None else layout(mask, how),
+                                                  relu, bias_grad)
     np.testing.assert_array_equal(got_g, want_g)
     if bias_grad:
         assert got_b.dtype == dtype and got_b.shape == (m,)
@@ -107,9 +127,10 @@ def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
         np.testing.assert_array_equal(C.linear_forward_epilogue(y, bias, relu), R.linear_forward_epilogue(y, bias, relu))
     grad = np.array([[np.nan, np.inf, 1, -1, np.inf, 3, -2]], dtype)
     for relu in (False, True):
-        g, b = C.linear_backward_epilogue(grad, y, relu, True)
+        g, b = C.linear_backward_epilogue(grad, mask_of(y), relu, True)
         with np.errstate(invalid="ignore"):  # inf * 0 = nan, as in NumPy
-            wg, wb = R.linear_backward_epilogue(grad, y, relu, True)
+            wg, wb = R.linear_backward_epilogue(grad, mask_of(y), relu, True)
+            np.testing.assert_array_equal(wg, grad * (y > 0) if relu else grad)
         np.testing.assert_array_equal(g, wg)
         np.testing.assert_array_equal(b, wb)
 
@@ -119,14 +140,18 @@ def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
 def test_linear_epilogues_large(dtype, shape):
     rng = np.random.default_rng(0)
     y, bias, grad = data(rng, shape, dtype), data(rng, shape[1:], dtype), data(rng, shape, dtype)
-    np.testing.assert_array_equal(C.linear_forward_epilogue(y, bias, True), R.linear_forward_epilogue(y, bias, True))
-    g, b = C.linear_backward_epilogue(grad, y, True, True)
-    wg, wb = R.linear_backward_epilogue(grad, y, True, True)
+    mask = np.empty((shape[0], (shape[1] + 7) // 8), np.uint8)
+    out = C.linear_forward_epilogue(y, bias, True, None, mask)
+    np.testing.assert_array_equal(out, R.linear_forward_epilogue(y, bias, True))
+    np.testing.assert_array_equal(mask, np.packbits(out > 0, axis=1, bitorder="little"))
+    y = out
+    g, b = C.linear_backward_epilogue(grad, mask, True, True)
+    wg, wb = R.linear_backward_epilogue(grad, mask, True, True)
     np.testing.assert_array_equal(g, wg)
     np.testing.assert_allclose(b, wb, **bias_sum_tol(wg))
     exact = wg.astype(np.float64).sum(0)  # accumulated in double: within one rounding of the exact sum
     np.testing.assert_allclose(b, exact, rtol=0, atol=2 * np.finfo(dtype).eps * np.abs(wg).sum(0).max())
-    g2, b2 = C.linear_backward_epilogue(grad, y, True, True)
+    g2, b2 = C.linear_backward_epilogue(grad, mask, True, True)
     np.testing.assert_array_equal(b, b2)  # deterministic
 
 
@@ -405,14 +430,16 @@ y = rng.standard_normal((2048, 2049)).astype(np.float32)
 p = rng.standard_normal((1 << 22) + 3).astype(np.float32)
 buf = np.zeros_like(p)
 loss, gz = C.softmax_xent(z, t, "mean")
-gy, gb = C.linear_backward_epilogue(y, y, True, True)
+mask = np.empty((y.shape[0], (y.shape[1] + 7) // 8), np.uint8)
+fy = C.linear_forward_epilogue(y, None, True, None, mask)
+gy, gb = C.linear_backward_epilogue(y, mask, True, True)
 fy = C.linear_forward_epilogue(y, gb, True)
 for first in (True, False):
     C.sgd_step(p, p * 0.5, buf, 0.01, 0.9, 0.0, 1e-4, True, first)
 q, m, v, vmax = p * 2, np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
 for t in (1, 2):
     C.adam_step(q, p * 0.5, m, v, vmax, t, 1e-3, 0.9, 0.999, 1e-8, 0.01, True, False, False)
-np.savez(sys.argv[1], threads=_C.max_threads(), loss=loss, gz=gz, gy=gy, gb=gb, fy=fy, p=p, buf=buf, q=q, m=m, v=v,
+np.savez(sys.argv[1], threads=_C.max_threads(), loss=loss, gz=gz, mask=mask, gy=gy, gb=gb, fy=fy, p=p, buf=buf, q=q, m=m, v=v,
          vmax=vmax)
 """
 
@@ -431,5 +458,5 @@ def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
                        cwd=tmp_path)
         out[n] = dict(np.load(path))
     assert int(out[1]["threads"]) == 1 and int(out[3]["threads"]) == 3
-    for k in ("loss", "gz", "gy", "gb", "fy", "p", "buf", "q", "m", "v", "vmax"):
+    for k in ("loss", "gz", "mask", "gy", "gb", "fy", "p", "buf", "q", "m", "v", "vmax"):
         np.testing.assert_array_equal(out[1][k], out[3][k], err_msg=k)

@@ -99,6 +99,11 @@ def host(a):
     return cp.asnumpy(a)
 
 
+def mask_of(y):
+    """The packed ReLU mask of y (reference.py's layout): bit j % 8, LSB first, of byte [i, j // 8] is y[i, j] > 0."""
+    return np.packbits(y > 0, axis=1, bitorder="little")
+
+
 def bias_sum_tol(g):
     """Tolerance for g.sum(0): the reference adds rows in the input dtype, the GPU in double."""
     eps = np.finfo(g.dtype).eps
@@ -115,34 +120,40 @@ def test_linear_forward_epilogue(n, m, dtype, relu, has_bias, how, alias, seed):
     y = data(rng, (n, m), dtype)
     bias = data(rng, (m,), dtype) if has_bias else None
     want = R.linear_forward_epilogue(y, bias, relu)
+    mask = cp.asarray(np.full((n, (m + 7) // 8), 0xA5, np.uint8)) if relu else None  # every byte must be written
     if alias:
         buf = gpu(y)
-        got = G.linear_forward_epilogue(buf, None if bias is None else gpu(bias), relu, buf)
+        got = G.linear_forward_epilogue(buf, None if bias is None else gpu(bias), relu, buf, mask)
         assert got is buf
     else:
-        got = G.linear_forward_epilogue(gpu(y, how), None if bias is None else gpu(bias, how), relu)
+        got = G.linear_forward_epilogue(gpu(y, how), None if bias is None else gpu(bias, how), relu, None, mask)
     assert isinstance(got, cp.ndarray) and got.dtype == dtype and got.shape == (n, m)
     np.testing.assert_array_equal(host(got), want)  # the same float operations: bit for bit
+    if relu:
+        ref_mask = np.zeros((n, (m + 7) // 8), np.uint8)
+        R.linear_forward_epilogue(y, bias, relu, None, ref_mask)
+        np.testing.assert_array_equal(host(mask), ref_mask)
+        np.testing.assert_array_equal(ref_mask, mask_of(want))
 
 
 @SETTINGS
 @given(n=st.integers(0, 40), m=dims, dtype=st.sampled_from(DTYPES), relu=st.booleans(), bias_grad=st.booleans(),
-       how=st.sampled_from(LAYOUTS), alias=st.sampled_from(["no", "grad", "y"]), seed=seeds)
+       how=st.sampled_from(LAYOUTS), alias=st.booleans(), seed=seeds)
 def test_linear_backward_epilogue(n, m, dtype, relu, bias_grad, how, alias, seed):
     rng = np.random.default_rng(seed)
     grad = data(rng, (n, m), dtype)
     y = np.maximum(data(rng, (n, m), dtype), 0)
-    want_g, want_b = R.linear_backward_epilogue(grad, y, relu, bias_grad)
-    if alias == "grad":
+    mask = mask_of(y) if relu else None
+    want_g, want_b = R.linear_backward_epilogue(grad, mask, relu, bias_grad)
+    if relu:
+        np.testing.assert_array_equal(want_g, grad * (y > 0))
+    if alias:
         buf = gpu(grad)
-        got_g, got_b = G.linear_backward_epilogue(buf, gpu(y), relu, bias_grad, buf)
-        assert got_g is buf
-    elif alias == "y":  # out may be y as well: the mask reads y[i] before out[i] is written
-        buf = gpu(y)
-        got_g, got_b = G.linear_backward_epilogue(gpu(grad), buf, relu, bias_grad, buf)
+        got_g, got_b = G.linear_backward_epilogue(buf, None if mask is None else gpu(mask), relu, bias_grad, buf)
         assert got_g is buf
     else:
-        got_g, got_b = G.linear_backward_epilogue(gpu(grad, how), gpu(y, how), relu, bias_grad)
+        got_g, got_b = G.linear_backward_epilogue(gpu(grad, how), None if mask is None else gpu(mask, how), relu,
+                                                  bias_grad)
     np.testing.assert_array_equal(host(got_g), want_g)
     if bias_grad:
         assert got_b.dtype == dtype and got_b.shape == (m,)
@@ -160,9 +171,9 @@ def test_linear_epilogues_propagate_nan_and_inf_like_the_reference(dtype):
                                       R.linear_forward_epilogue(y, bias, relu))
     grad = np.array([[np.nan, np.inf, 1, -1, np.inf, 3, -2]], dtype)
     for relu in (False, True):
-        g, b = G.linear_backward_epilogue(gpu(grad), gpu(y), relu, True)
+        g, b = G.linear_backward_epilogue(gpu(grad), gpu(mask_of(y)), relu, True)
         with np.errstate(invalid="ignore"):  # inf * 0 = nan, as in NumPy
-            wg, wb = R.linear_backward_epilogue(grad, y, relu, True)
+            wg, wb = R.linear_backward_epilogue(grad, mask_of(y), relu, True)
         np.testing.assert_array_equal(host(g), wg)
         np.testing.assert_array_equal(host(b), wb)
 
@@ -174,16 +185,18 @@ def test_linear_epilogues_large_and_deterministic(dtype, shape):
     shape = big(shape)
     rng = np.random.default_rng(0)
     y, bias, grad = data(rng, shape, dtype), data(rng, shape[1:], dtype), data(rng, shape, dtype)
-    np.testing.assert_array_equal(host(G.linear_forward_epilogue(gpu(y), gpu(bias), True)),
-                                  R.linear_forward_epilogue(y, bias, True))
-    g, b = G.linear_backward_epilogue(gpu(grad), gpu(y), True, True)
-    wg, wb = R.linear_backward_epilogue(grad, y, True, True)
+    mask = cp.zeros((shape[0], (shape[1] + 7) // 8), np.uint8)
+    out = host(G.linear_forward_epilogue(gpu(y), gpu(bias), True, None, mask))
+    np.testing.assert_array_equal(out, R.linear_forward_epilogue(y, bias, True))
+    np.testing.assert_array_equal(host(mask), mask_of(out))
+    g, b = G.linear_backward_epilogue(gpu(grad), mask, True, True)
+    wg, wb = R.linear_backward_epilogue(grad, mask_of(out), True, True)
     np.testing.assert_array_equal(host(g), wg)
     np.testing.assert_allclose(host(b), wb, **bias_sum_tol(wg))
     exact = wg.astype(np.float64).sum(0)  # accumulated in double: within one rounding of the exact sum
     np.testing.assert_allclose(host(b), exact, rtol=0, atol=2 * np.finfo(dtype).eps * np.abs(wg).sum(0).max())
     for _ in range(3):  # no atomics: the same bits every time
-        np.testing.assert_array_equal(host(G.linear_backward_epilogue(gpu(grad), gpu(y), True, True)[1]), host(b))
+        np.testing.assert_array_equal(host(G.linear_backward_epilogue(gpu(grad), mask, True, True)[1]), host(b))
 
 
 # ------------------------------------------------- softmax cross-entropy ----

@@ -74,6 +74,16 @@ def arrays(draw, shape, floats_likely=True):
     return build(rng, shape, dtype, draw(st.sampled_from(LAYOUTS)))
 
 
+@st.composite
+def masks(draw, n, m):
+    """A packed ReLU mask for an (n, m) output: random bits in the right layout, or a weird array."""
+    shape = (n, (m + 7) // 8)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        return build(rng, shape, np.uint8, draw(st.sampled_from(LAYOUTS)), values=rng.integers(0, 256, shape))
+    return draw(arrays(shape, floats_likely=False))
+
+
 def snapshot(*arrays):
     return [None if not isinstance(a, np.ndarray) else a.copy() for a in arrays]
 
@@ -121,31 +131,35 @@ def close(a, b, dtype):
 # ---------------------------------------------------------------- linear ----
 
 @FUZZ
-@given(n=st.integers(0, 5), m=st.integers(0, 5), st_data=st.data(), relu=st.booleans(), with_bias=st.booleans(),
-       with_out=st.booleans())
-def test_fuzz_linear_forward_epilogue(n, m, st_data, relu, with_bias, with_out):
+@given(n=st.integers(0, 5), m=st.integers(0, 12), st_data=st.data(), relu=st.booleans(), with_bias=st.booleans(),
+       with_out=st.booleans(), with_mask=st.booleans())
+def test_fuzz_linear_forward_epilogue(n, m, st_data, relu, with_bias, with_out, with_mask):
     y = st_data.draw(arrays((n, m)))
     bias = st_data.draw(arrays((m,))) if with_bias else None
     out = st_data.draw(arrays((n, m))) if with_out else None
-    names = ["y", "bias", "out"]
-    want, got, _ = call_both("linear_forward_epilogue", [y, bias, relu, out], [2 + 1] if with_out else [], names)
+    mask = st_data.draw(masks(n, m)) if with_mask else None
+    names = ["y", "bias", "out", "mask"]
+    inplace = ([3] if with_out else []) + ([4] if with_mask else [])
+    want, got, ref_args = call_both("linear_forward_epilogue", [y, bias, relu, out, mask], inplace, names)
     if got is None:
         return
     assert got.dtype == y.dtype and got.flags.c_contiguous
     if with_out:
         assert got is out
     close(got, want, y.dtype)
+    if with_mask:
+        np.testing.assert_array_equal(mask, ref_args[4])
 
 
 @FUZZ
-@given(n=st.integers(0, 5), m=st.integers(0, 5), st_data=st.data(), relu=st.booleans(), bias_grad=st.booleans(),
+@given(n=st.integers(0, 5), m=st.integers(0, 12), st_data=st.data(), relu=st.booleans(), bias_grad=st.booleans(),
        with_out=st.booleans())
 def test_fuzz_linear_backward_epilogue(n, m, st_data, relu, bias_grad, with_out):
     grad = st_data.draw(arrays((n, m)))
-    y = st_data.draw(arrays((n, m)))
+    mask = st_data.draw(masks(n, m)) if relu or st_data.draw(st.booleans()) else None
     out = st_data.draw(arrays((n, m))) if with_out else None
-    names = ["grad", "y", "out"]
-    want, got, _ = call_both("linear_backward_epilogue", [grad, y, relu, bias_grad, out],
+    names = ["grad", "mask", "out"]
+    want, got, _ = call_both("linear_backward_epilogue", [grad, mask, relu, bias_grad, out],
                              [4] if with_out else [], names)
     if got is None:
         return
@@ -260,7 +274,7 @@ def _calls(dtype_bad=np.float64):
     f32, z = np.float32, np.zeros
     return [
         ("linear_forward_epilogue", lambda o: (z((4, 3), f32), z(3, f32), True, o), "out"),
-        ("linear_backward_epilogue", lambda o: (z((4, 3), f32), z((4, 3), f32), True, True, o), "out"),
+        ("linear_backward_epilogue", lambda o: (z((4, 3), f32), z((4, 1), np.uint8), True, True, o), "out"),
         ("softmax_xent", lambda o: (z((4, 3), f32), np.zeros(4, np.int64), "mean", o), "out"),
         ("sgd_step", lambda p: (p, z((4, 3), f32), z((4, 3), f32), 0.1, 0.9, 0.0, 0.0, False, True), "param"),
         ("sgd_step", lambda b: (z((4, 3), f32), z((4, 3), f32), b, 0.1, 0.9, 0.0, 0.0, False, True), "buf"),
@@ -352,6 +366,46 @@ def test_adam_step_refuses_every_overlap_even_grad_as_param():
     with pytest.raises(ValueError, match="step must be >= 1"):
         C.adam_step(p, np.zeros(12, np.float32), m, v, None, 0, *_ADAM[:5], False, False, True)
     assert not p.any() and not m.any() and not v.any()
+
+
+def test_bad_relu_masks_are_refused_before_anything_is_written():
+    """The mask's layout (uint8, C-contiguous, (N, ceil(M / 8))) is checked before out or mask is written."""
+    y = np.full((4, 11), -1.0, np.float32)
+    good = np.zeros((4, 2), np.uint8)
+    bads = [(np.zeros((4, 2), np.int8), TypeError, "mask must be a uint8 array"),
+            (np.zeros((4, 2), np.float32), TypeError, "mask must be a uint8 array"),
+            (np.zeros((4, 1), np.uint8), ValueError, r"mask must have shape \(4, 2\), got \(4, 1\)"),
+            (np.zeros((4, 11), np.uint8), ValueError, r"mask must have shape \(4, 2\)"),
+            (np.zeros((2, 4), np.uint8).T, ValueError, "mask must be C-contiguous"),
+            (np.zeros((4, 4), np.uint8)[:, ::2], ValueError, "mask must be C-contiguous"),
+            ([[0, 0]] * 4, TypeError, "mask must be a numpy.ndarray or None")]
+    for bad, exc, msg in bads:
+        out = np.full_like(y, 5.0)
+        before = None if not isinstance(bad, np.ndarray) else bad.copy()
+        with pytest.raises(exc, match=msg):
+            C.linear_forward_epilogue(y, None, True, out, bad)
+        assert (out == 5).all()
+        if before is not None:
+            np.testing.assert_array_equal(bad, before)
+    ro = good.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="mask is read-only"):
+        C.linear_forward_epilogue(y, None, True, np.full_like(y, 5.0), ro)
+    with pytest.raises(ValueError, match="mask is written only with relu=True"):
+        C.linear_forward_epilogue(y, None, False, np.full_like(y, 5.0), good)
+    with pytest.raises(ValueError, match="mask overlaps out"):
+        buf = np.zeros(4 * 11 * 4, np.uint8)
+        C.linear_forward_epilogue(y, None, True, buf.view(np.float32).reshape(4, 11), buf[:8].reshape(4, 2))
+    # backward: the mask is read; a missing or malformed one is refused before out is written
+    g = np.ones((4, 11), np.float32)
+    for bad, exc, msg in bads[:4] + [(None, ValueError, "mask is required when relu=True")]:
+        out = np.full_like(g, 5.0)
+        with pytest.raises(exc, match=msg):
+            C.linear_backward_epilogue(g, bad, True, True, out)
+        assert (out == 5).all()
+    with pytest.raises(ValueError, match="out overlaps mask"):
+        buf = np.zeros(4 * 11 * 4, np.uint8)
+        C.linear_backward_epilogue(g, buf[:8].reshape(4, 2), True, False, buf.view(np.float32).reshape(4, 11))
 
 
 def test_momentum_without_buf_is_refused():

@@ -35,7 +35,7 @@ multiply, divide, negative, true_divide = mul, div, neg, div
 
 __version__ = "0.1.0"
 
-_LAZY = {"io", "transfer", "data", "datasets", "utils", "explain", "callbacks", "attacks"}
+_LAZY = {"io", "transfer", "data", "datasets", "utils", "explain", "callbacks", "attacks", "memory"}
 
 
 def save(obj, path, metadata=None):
@@ -51,8 +51,8 @@ def load(path):
 
 
 def __getattr__(name):
-    # transfer, io, data, datasets, utils, explain, callbacks and attacks are imported on first use:
-    # `import tinytl` stays fast.
+    # transfer, io, data, datasets, utils, explain, callbacks, attacks and memory are imported on first
+    # use: `import tinytl` stays fast.
     if name in _LAZY:
         import importlib
         return importlib.import_module(f".{name}", __name__)
@@ -62,7 +62,7 @@ def __getattr__(name):
 __all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "is_grad_enabled", "set_grad_enabled", "inference_mode",
            "detect_anomaly", "is_anomaly_enabled", "manual_seed", "Generator", "save", "load", "nn", "optim",
            "functional", "cuda", "backends", "backend", "kernels", "io", "transfer", "data", "datasets",
-           "utils", "explain", "callbacks", "attacks", "__version__",
+           "utils", "explain", "callbacks", "attacks", "memory", "__version__",
            # tensors: creation (creation.py)
            "zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "rand", "randn",
            "rand_like", "randn_like", "randint", "randperm", "arange", "linspace", "eye", "from_numpy", "as_tensor",

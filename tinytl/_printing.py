@@ -86,8 +86,9 @@ def format_tensor(t) -> str:
         extra.append(f"dtype={dtypes.name(a.dtype)}")
     if t.device != "cpu":
         extra.append(f"device='{t.device}'")
-    if t._op is not None:
-        op = t._op.split("'")[1] if t._op.startswith("'") else t._op   # labelled under detect_anomaly
+    if t._node is not None:
+        op = t._node.op
+        op = op.split("'")[1] if op.startswith("'") else op   # labelled under detect_anomaly
         extra.append(f"grad_fn=<{op}>")
     elif t.requires_grad:
         extra.append("requires_grad=True")

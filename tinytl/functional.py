@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backend
 from . import kernels as _kernels
-from .tensor import UNIT_SEED, Tensor, _make
+from .tensor import UNIT_SEED, Tensor, _make, _records
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -38,6 +38,12 @@ def _same_device(op: str, *tensors):
 def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, name: str | None = None) -> Tensor:
     """y = x @ weight.T + bias, then max(y, 0) when ``relu`` (fused in one kernel).
 
+    PyTorch: ``torch.nn.functional.linear`` (then ``relu``). For backward the node keeps
+    only what the gradients it will compute need (decided now, from ``requires_grad``):
+    the input x for dL/dW = g.T @ x, only when the weight trains; the weight for
+    dL/dx = g @ W, only when x needs a gradient; the bias gradient g.sum(0) needs nothing;
+    the ReLU keeps a packed 1-bit mask of y > 0 (written by the forward kernel), not y.
+
     Args:
         x: input of shape (N, in_features).
         weight: (out_features, in_features), as in PyTorch.
@@ -58,18 +64,26 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
     WT = W.T              # (in, out): C-contiguous when W is stored transposed, as Linear does
     y = X @ WT
     b = None if bias is None else bias.data
+    recorded = _records(x, weight, bias)
+    mask = None           # the ReLU's packed mask, written by the forward kernel when backward will run
+    if relu and recorded:
+        mask = backend.get_array_module(W).empty(_kernels.relu_mask_shape(*y.shape), dtype=np.uint8)
     if b is not None or relu:
-        y = K.linear_forward_epilogue(y, b, relu, y)
+        y = K.linear_forward_epilogue(y, b, relu, y, mask)
+    # what the closure keeps: each only when its gradient will be computed
     need_b = bias is not None and bias.requires_grad
+    keep_x = X if weight.requires_grad else None      # for dL/dW
+    keep_w = weight if x.requires_grad else None      # for dL/dx (a parameter: it lives anyway)
+    transposed = WT.flags.c_contiguous
 
     def backward(g):
-        g, gb = K.linear_backward_epilogue(g, y, relu, need_b) if (relu or need_b) else (g, None)
-        gx = g @ W if x.requires_grad else None
+        g, gb = K.linear_backward_epilogue(g, mask, relu, need_b) if (relu or need_b) else (g, None)
+        gx = g @ keep_w.data if keep_w is not None else None
         gW = None
-        if weight.requires_grad:
+        if keep_x is not None:
             # the gradient in the weight's own memory layout: (X.T @ g).T for a transposed
             # weight (row-major GEMM, and SGD then walks both arrays in the same order)
-            gW = (X.T @ g).T if WT.flags.c_contiguous else g.T @ X
+            gW = (keep_x.T @ g).T if transposed else g.T @ keep_x
         return gx, gW, gb
 
     parents = (x, weight) if bias is None else (x, weight, bias)
@@ -79,11 +93,23 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
 # ------------------------------------------------------------------ relu ----
 
 def relu(x) -> Tensor:
-    """max(x, 0); the gradient passes where the output is > 0."""
+    """max(x, 0); the gradient passes where the output is > 0 (``torch.nn.functional.relu``).
+
+    Backward keeps the 1-bit mask y > 0, packed (np.packbits of the flattened output,
+    least significant bit first: the layout of kernels/reference.py with one row), not y.
+    """
     x = _tensor(x, "relu: x")
     xp = backend.get_array_module(x.data)
     y = xp.maximum(x.data, 0)
-    return _make(y, (x,), lambda g: (g * (y > 0),), "relu")
+    if not _records(x):
+        return _make(y, (x,), None, "relu")
+    shape, n = y.shape, y.size
+    mask = xp.packbits((y > 0).ravel(), bitorder="little")
+
+    def backward(g):
+        keep = xp.unpackbits(mask, bitorder="little")[:n] if n else xp.zeros(0, np.uint8)   # (CuPy: no empty packs)
+        return (g * keep.reshape(shape).view(bool),)
+    return _make(y, (x,), backward, "relu")
 
 
 # ----------------------------------------------------------------- losses ----

@@ -7,6 +7,14 @@ into one gradient per parent (None where a parent needs none). Nothing is
 recorded when no parent requires a gradient or inside ``no_grad()``, so a
 frozen part of a network builds no graph and costs nothing in backward.
 
+What the graph keeps alive is only what backward will use: the recorded
+``_Node`` links to its inputs' nodes (or, for leaves that need a gradient, to
+the leaf tensors), never to the input tensors themselves, so an activation is
+kept only when an op's backward closure holds it. Each op decides that when
+it is recorded, from its inputs' ``requires_grad`` (``functional.linear``
+keeps its input only when the weight trains): ``tinytl.memory.saved_bytes``
+counts what the closures hold.
+
 ``Tensor.backward`` sorts the graph topologically (a depth-first post-order,
 iteratively: deep graphs must not hit Python's recursion limit), then walks it
 in reverse, summing the
@@ -193,7 +201,7 @@ class Tensor:
         requires_grad: whether backward should compute a gradient for it.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
     __array_priority__ = 1000    # make ndarray + Tensor call Tensor.__radd__
     __hash__ = object.__hash__   # hashable by identity, as torch's (== is elementwise: tinytl/ops.py)
 
@@ -207,9 +215,7 @@ class Tensor:
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents = ()
-        self._backward = None
-        self._op = None
+        self._node = None      # the op that made it (a _Node), None for a leaf
 
     # --- properties -------------------------------------------------------
     @property
@@ -231,7 +237,7 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._backward is None
+        return self._node is None
 
     # --- conversion (more in tinytl/ops.py: to, float, clone, ...) ---------
     def numpy(self) -> np.ndarray:
@@ -268,7 +274,7 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward(): grad can be implicit only for a one-element tensor, "
                                    f"got shape {self.shape}")
-            if getattr(self._backward, "takes_unit_seed", False):
+            if self._node is not None and getattr(self._node.backward, "takes_unit_seed", False):
                 grad = UNIT_SEED            # a loss: it needs no array of ones to multiply by
             else:
                 grad = backend.get_array_module(self.data).ones_like(self.data)
@@ -282,7 +288,7 @@ class Tensor:
             # array (no .grad may alias it): a copy, unless the move made one already
             moved = backend.to_device(grad, self.device)
             grad = moved.astype(self.dtype, copy=moved is grad)
-        if self._backward is None:          # a leaf: its gradient is the seed itself
+        if self._node is None:              # a leaf: its gradient is the seed itself
             _accumulate_leaf(self, grad)
             return
 
@@ -292,7 +298,8 @@ class Tensor:
         # Marking nodes when they are *pushed* instead would be wrong: in h + l2(h), h is
         # pushed by the add and reached again through l2, and would be placed before l2,
         # so the reverse walk would use h's gradient before l2's part of it had arrived.
-        order, expanded, stack = [], set(), [(self, False)]
+        root = self._node
+        order, expanded, stack = [], set(), [(root, False)]
         while stack:
             node, finished = stack.pop()
             if finished:
@@ -302,8 +309,8 @@ class Tensor:
                 continue
             expanded.add(id(node))
             stack.append((node, True))
-            for p in node._parents:
-                if p._backward is not None and id(p) not in expanded:
+            for p in node.inputs:
+                if type(p) is _Node and id(p) not in expanded:
                     stack.append((p, False))
 
         # 2. reverse walk: each node turns its gradient into its parents' gradients.
@@ -311,25 +318,27 @@ class Tensor:
         # (or views of it) to two parents (add, reshape), return one its closure keeps
         # (cross_entropy) and will hand out again if the graph is retained, or return a
         # read-only broadcast view (mean); such arrays are copied.
-        grads = {id(self): grad}
+        grads = {id(root): grad}
         given = set()                       # ids of arrays already stored in some .grad
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            parent_grads = node._backward(g)
+            parent_grads = node.backward(g)
             if _anomaly:
                 for pg in parent_grads:
                     if pg is not None:
-                        _check_finite(pg, f"the backward of {_quoted(node._op)}")
-            for p, pg in zip(node._parents, parent_grads):
-                if pg is None or not p.requires_grad:
+                        _check_finite(pg, f"the backward of {_quoted(node.op)}")
+            for p, pg in zip(node.inputs, parent_grads):
+                if pg is None or p is None:
                     continue
-                if p._backward is None:
-                    root = _root(pg)        # a view shares its base's memory: compare bases
-                    if retain_graph or id(root) in given or not _own_writable(pg):
-                        pg = root = pg.copy()
-                    given.add(id(root))
+                if type(p) is not _Node:    # a leaf tensor (frozen since? then it gets nothing)
+                    if not p.requires_grad:
+                        continue
+                    owner = _root(pg)       # a view shares its base's memory: compare owners
+                    if retain_graph or id(owner) in given or not _own_writable(pg):
+                        pg = owner = pg.copy()
+                    given.add(id(owner))
                     _accumulate_leaf(p, pg)
                 else:
                     prev = grads.get(id(p))
@@ -338,8 +347,22 @@ class Tensor:
         # 3. free the graph: closures hold the activations
         if not retain_graph:
             for node in order:
-                node._backward = _freed_backward
-                node._parents = ()
+                node.backward = _freed_backward
+                node.inputs = ()
+
+
+class _Node:
+    """One recorded op: its backward closure, its name, and one entry per input.
+
+    ``inputs[i]`` is the i-th input's own _Node when that input was computed, the input
+    tensor itself when it is a leaf that requires a gradient, and None when it needs no
+    gradient. The node never holds the input *tensors* it was computed from (they hold
+    their arrays): an activation stays alive only if ``backward`` itself keeps it.
+    """
+    __slots__ = ("backward", "inputs", "op")
+
+    def __init__(self, backward, inputs, op):
+        self.backward, self.inputs, self.op = backward, inputs, op
 
 
 class _UnitSeed:
@@ -389,26 +412,29 @@ def _accumulate_leaf(t: Tensor, g):
     t.grad = g if t.grad is None else t.grad + g
 
 
+def _records(*parents) -> bool:
+    """Whether an op on ``parents`` (Tensors or None) is recorded: grad mode is on and
+    some parent requires a gradient. An op asks this to decide what to keep for backward."""
+    if _grad_mode.enabled:
+        for p in parents:
+            if p is not None and p.requires_grad:
+                return True
+    return False
+
+
 def _make(data, parents, backward, op) -> Tensor:
     """The output of an op: records the graph node only when a parent needs a gradient."""
     out = Tensor.__new__(Tensor)
     out.data = data
     out.grad = None
-    out._op = None
+    out._node = None
+    out.requires_grad = False
     if _anomaly:
         op = _layer_label(op)       # kept in the node: a backward error names the layer too
         _check_finite(data, op)
-    if _grad_mode.enabled:
-        for p in parents:
-            if p.requires_grad:
-                out.requires_grad = True
-                out._parents = parents
-                out._backward = backward
-                out._op = op
-                return out
-    out.requires_grad = False
-    out._parents = ()
-    out._backward = None
+    if _records(*parents):
+        out.requires_grad = True
+        out._node = _Node(backward, tuple([(p._node or p) if p.requires_grad else None for p in parents]), op)
     return out
 
 

@@ -65,6 +65,11 @@ def for_array(a):
     return cpu_kernels
 
 
+def relu_mask_shape(n: int, m: int) -> tuple:
+    """Shape of the packed ReLU mask of an (n, m) output: (n, ceil(m / 8)) uint8 (layout in reference.py)."""
+    return (n, (m + 7) // 8)
+
+
 def backend_info() -> dict:
     """Which kernels are active: {'cpu': 'cpp'|'numpy', 'cpu_threads': n, 'requested': ..., 'cpu_error': ...}.
 

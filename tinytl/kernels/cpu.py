@@ -39,18 +39,18 @@ def _input(a):
 
 # ---------------------------------------------------------------- linear ----
 
-def linear_forward_epilogue(y, bias, relu, out=None):
-    """out = max(y + bias, 0) if relu else y + bias (see reference.py)."""
+def linear_forward_epilogue(y, bias, relu, out=None, mask=None):
+    """out = max(y + bias, 0) if relu else y + bias; mask (written) = packed out > 0 (see reference.py)."""
     y = _input(y)
     if bias is not None:
         bias = _input(bias)
-    return _C_linear_forward_epilogue(y, bias, relu, _empty_like(y) if out is None else out)
+    return _C_linear_forward_epilogue(y, bias, relu, _empty_like(y) if out is None else out, mask)
 
 
-def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
-    """g = grad * (y > 0) if relu else grad; returns (g, g.sum(0) if bias_grad else None)."""
+def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
+    """g = grad * unpack(mask) if relu else grad; returns (g, g.sum(0) if bias_grad else None)."""
     grad = _input(grad)
-    return _C_linear_backward_epilogue(grad, _input(y), relu, bias_grad,
+    return _C_linear_backward_epilogue(grad, None if mask is None else _input(mask), relu, bias_grad,
                                        _empty_like(grad) if out is None else out)
 
 

@@ -148,8 +148,20 @@ def _check_overlap(fn, out, oname, a, aname, allow_same):
 
 # ---------------------------------------------------------------- linear ----
 
-def linear_forward_epilogue(y, bias, relu, out=None):
-    """out = max(y + bias, 0) if relu else y + bias (see reference.py). One launch, elementwise."""
+def _check_mask(fn, mask, n, m, device):
+    """The packed ReLU mask (reference.py's layout): a C-contiguous uint8 cupy array (n, ceil(m / 8))."""
+    mask = _gpu(fn, mask, "mask", device)
+    if mask.dtype != np.uint8:
+        raise TypeError(f"{fn}: mask must be a uint8 array (the packed ReLU mask), got dtype {mask.dtype}")
+    _check_written(fn, mask, "mask")
+    _check_shape(fn, mask, "mask", (n, (m + 7) // 8))
+    return mask
+
+
+def linear_forward_epilogue(y, bias, relu, out=None, mask=None):
+    """out = max(y + bias, 0) if relu else y + bias; mask (written) = packed out > 0 (see reference.py).
+
+    One launch: elementwise, or one thread per mask byte (8 columns) when writing the mask."""
     fn = "linear_forward_epilogue"
     dev = _current_device()
     y = _input(fn, y, "y", dev)
@@ -169,17 +181,25 @@ def linear_forward_epilogue(y, bias, relu, out=None):
     _check_overlap(fn, out, "out", y, "y", True)
     if bias is not None:
         _check_overlap(fn, out, "out", bias, "bias", False)
+    if mask is not None:
+        if not relu:
+            raise ValueError(f"{fn}: mask is written only with relu=True")
+        mask = _check_mask(fn, mask, n, m, dev)
+        for a, name in ((y, "y"), (out, "out")) + (() if bias is None else ((bias, "bias"),)):
+            _check_overlap(fn, mask, "mask", a, name, False)
 
     if n * m == 0 or (bias is None and not relu and out.data.ptr == y.data.ptr):
         return out  # nothing to do
+    work = n * m if mask is None else mask.size
     _typed("linear", fn, y.dtype, dev)(
-        _grid(n * m, dev), (_THREADS,),
-        (y, _NULL if bias is None else bias, np.int32(bool(relu)), out, np.int64(n), np.int64(m)))
+        _grid(work, dev), (_THREADS,),
+        (y, _NULL if bias is None else bias, np.int32(bool(relu)), out, _NULL if mask is None else mask,
+         np.int64(n), np.int64(m)))
     return out
 
 
-def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
-    """g = grad * (y > 0) if relu else grad; returns (g, g.sum(0) if bias_grad else None).
+def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
+    """g = grad * unpack(mask) if relu else grad; returns (g, g.sum(0) if bias_grad else None).
 
     Tiles of 32 columns x a strip of rows; the bias gradient is added in double, in an
     order fixed by (N, M): deterministic. One launch, two when N spans several strips.
@@ -189,19 +209,19 @@ def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
     dev = _current_device()
     grad = _input(fn, grad, "grad", dev)
     f32 = _is_f32(fn, grad, "grad")
-    y = _input(fn, y, "y", dev)
-    _check_dtype(fn, y, "y", f32, "grad")
     out = cp.empty_like(grad) if out is None else _gpu(fn, out, "out", dev)
     _check_dtype(fn, out, "out", f32, "grad")
     _check_written(fn, out, "out")
     if grad.ndim != 2:
         raise ValueError(f"{fn}: grad must have shape (N, M), got {grad.shape}")
     n, m = grad.shape
-    _check_shape(fn, y, "y", (n, m))
     _check_shape(fn, out, "out", (n, m))
     _check_overlap(fn, out, "out", grad, "grad", True)
     if relu:
-        _check_overlap(fn, out, "out", y, "y", True)  # the mask reads y[i] before out[i] is written
+        if mask is None:
+            raise ValueError(f"{fn}: mask is required when relu=True (the forward's packed ReLU mask)")
+        mask = _check_mask(fn, _input(fn, mask, "mask", dev), n, m, dev)  # read-only: made contiguous
+        _check_overlap(fn, out, "out", mask, "mask", False)
 
     bg = cp.empty(m, grad.dtype) if bias_grad else None
     if n * m == 0:
@@ -219,7 +239,7 @@ def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
     partial = cp.empty(strips * m, np.float64) if (bg is not None and strips > 1) else None
     _typed("linear", fn, grad.dtype, dev)(
         (_cdiv(m, _TILE[0]), strips), _TILE,
-        (grad, y, np.int32(bool(relu)), _NULL if bg is None else bg, _NULL if partial is None else partial, out,
+        (grad, _NULL if not relu else mask, np.int32(bool(relu)), _NULL if bg is None else bg, _NULL if partial is None else partial, out,
          np.int64(n), np.int64(m), np.int64(rows)))
     if partial is not None:
         _typed("linear", "linear_backward_epilogue_sum_strips", grad.dtype, dev)(

@@ -17,28 +17,54 @@ import numpy as np
 
 
 # ---------------------------------------------------------------- linear ----
+# The ReLU mask: what a ReLU's backward needs, one bit per element instead of the
+# output itself. Layout (the same in every twin): for an (N, M) output, a C-contiguous
+# uint8 array of shape (N, ceil(M / 8)); bit k (least significant first) of byte
+# [i, b] is 1 exactly where out[i, 8 * b + k] > 0; the padding bits of a row's last
+# byte are 0. It is np.packbits(out > 0, axis=1, bitorder="little"), and each row owns
+# its bytes, so rows can be written in parallel. (kernels.relu_mask_shape(n, m) gives its shape.)
 
-def linear_forward_epilogue(y, bias, relu, out=None):
-    """out = max(y + bias, 0) if relu else y + bias.
+
+def linear_forward_epilogue(y, bias, relu, out=None, mask=None):
+    """out = max(y + bias, 0) if relu else y + bias; with ``mask``, also writes mask = packbits(out > 0).
 
     ``y`` is the GEMM output x @ W.T of shape (N, M); ``bias`` has shape (M,) or is None.
+    ``mask`` (only with relu) is a uint8 array of shape (N, ceil(M / 8)), written in
+    the same pass as the ReLU (see the layout above); it is all the backward needs.
     """
+    if mask is not None:
+        if not relu:
+            raise ValueError("linear_forward_epilogue: mask is written only with relu=True")
+        want = (y.shape[0], (y.shape[1] + 7) // 8)
+        if mask.dtype != np.uint8 or mask.shape != want:
+            raise ValueError(f"linear_forward_epilogue: mask must be a uint8 array of shape {want}, "
+                             f"got {mask.dtype} {mask.shape}")
     z = y if bias is None else y + bias
     if relu:
         z = np.maximum(z, 0)
+    if mask is not None:
+        mask[...] = np.packbits(z > 0, axis=1, bitorder="little")
     if out is None:
         return z if z is not y else y.copy()
     out[...] = z
     return out
 
 
-def linear_backward_epilogue(grad, y, relu, bias_grad, out=None):
-    """g = grad * (y > 0) if relu else grad;  returns (g, g.sum(0) if bias_grad else None).
+def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
+    """g = grad * unpack(mask) if relu else grad;  returns (g, g.sum(0) if bias_grad else None).
 
-    ``grad`` is dL/d(output) of shape (N, M); ``y`` is the forward output (after
-    the ReLU, so y > 0 exactly where the pre-activation was > 0).
+    ``grad`` is dL/d(output) of shape (N, M); ``mask`` is the forward's packed ReLU mask
+    (bit [i, j] = out[i, j] > 0, the layout above), or None when relu is False. The
+    product is grad * (out > 0), exactly as if the output itself had been kept.
     """
-    g = grad * (y > 0) if relu else grad
+    if relu:
+        want = (grad.shape[0], (grad.shape[1] + 7) // 8)
+        if mask is None or mask.dtype != np.uint8 or mask.shape != want:
+            raise ValueError(f"linear_backward_epilogue: mask must be a uint8 array of shape {want}")
+        keep = np.unpackbits(mask, axis=1, count=grad.shape[1], bitorder="little").view(bool)
+        g = grad * keep
+    else:
+        g = grad
     if out is None:
         g = g if g is not grad else grad.copy()
     else:

@@ -11,17 +11,41 @@
 // does), and the backward mask multiplies (grad * (y > 0)), so NaN and inf propagate as
 // in NumPy. `out` may be the input itself: every element is read before it is written,
 // by the same thread, so no pointer here is __restrict__.
+//
+// The ReLU mask (reference.py's layout): (n, ceil(m / 8)) bytes, bit k (LSB first) of byte
+// [i, b] is out[i, 8b + k] > 0, padding bits 0. The forward writes it as it applies the
+// ReLU, one thread per byte (8 columns of a row), so no two threads write one byte; the
+// backward reads one bit per element instead of the output.
 
 // ---------------------------------------------------------------- linear ----
 
 // out = relu?(y + bias), elementwise over (n, m) row-major, with a grid-stride loop.
 // The column j = i % m is kept up to date by adding stride % m, instead of a 64-bit
-// division per element. bias may be null (no bias).
+// division per element. bias may be null (no bias). With a mask (relu only), the loop
+// runs over the mask's bytes instead: each thread does the 8 columns of one byte.
 template <typename T>
-__device__ void linear_forward_epilogue(const T* y, const T* bias, int relu, T* out, long long n, long long m) {
-    const long long total = n * m;
+__device__ void linear_forward_epilogue(const T* y, const T* bias, int relu, T* out, unsigned char* mask,
+                                        long long n, long long m) {
     const long long stride = (long long)blockDim.x * gridDim.x;
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (mask) {
+        const long long mb = (m + 7) / 8;
+        for (; i < n * mb; i += stride) {
+            const long long r = i / mb, j0 = (i - r * mb) * 8;
+            const long long j1 = j0 + 8 < m ? j0 + 8 : m;
+            unsigned bits = 0;
+            for (long long j = j0; j < j1; ++j) {
+                T v = y[r * m + j];
+                if (bias) v = v + bias[j];
+                v = v < T(0) ? T(0) : v;
+                out[r * m + j] = v;
+                bits |= (unsigned)(v > T(0)) << (j - j0);
+            }
+            mask[i] = (unsigned char)bits;
+        }
+        return;
+    }
+    const long long total = n * m;
     if (i >= total) return;
     long long j = i % m;
     const long long j_step = stride % m;
@@ -36,12 +60,12 @@ __device__ void linear_forward_epilogue(const T* y, const T* bias, int relu, T* 
 }
 
 extern "C" __global__ void linear_forward_epilogue_f32(const float* y, const float* bias, int relu, float* out,
-                                                       long long n, long long m) {
-    linear_forward_epilogue<float>(y, bias, relu, out, n, m);
+                                                       unsigned char* mask, long long n, long long m) {
+    linear_forward_epilogue<float>(y, bias, relu, out, mask, n, m);
 }
 extern "C" __global__ void linear_forward_epilogue_f64(const double* y, const double* bias, int relu, double* out,
-                                                       long long n, long long m) {
-    linear_forward_epilogue<double>(y, bias, relu, out, n, m);
+                                                       unsigned char* mask, long long n, long long m) {
+    linear_forward_epilogue<double>(y, bias, relu, out, mask, n, m);
 }
 
 // The backward kernels work on tiles of TILE_X columns by TILE_Y rows: blockDim must be
@@ -61,7 +85,7 @@ __device__ double tile_column_sum(double s) {
     return total;
 }
 
-// g = relu ? grad * (y > 0) : grad, written to out, and (when bias_grad is not null) the
+// g = relu ? grad * mask bit : grad (= grad * (out > 0) of the forward), written to out, and (when bias_grad is not null) the
 // column sums of g: the bias gradient.
 //
 // grid = (ceil(m / TILE_X), strips). Block (bx, by) owns columns [TILE_X bx, TILE_X bx + TILE_X)
@@ -74,16 +98,17 @@ __device__ double tile_column_sum(double s) {
 // Every addition happens in an order fixed by (n, m) alone (cuda.py derives the strips
 // from n), so the bias gradient is deterministic: the same bits on every run and GPU.
 template <typename T>
-__device__ void linear_backward_epilogue(const T* grad, const T* y, int relu, T* bias_grad, double* partial, T* out,
-                                         long long n, long long m, long long rows_per_strip) {
+__device__ void linear_backward_epilogue(const T* grad, const unsigned char* mask, int relu, T* bias_grad,
+                                         double* partial, T* out, long long n, long long m, long long rows_per_strip) {
     const long long j = (long long)blockIdx.x * TILE_X + threadIdx.x;
     const long long r0 = (long long)blockIdx.y * rows_per_strip;
     const long long r1 = r0 + rows_per_strip < n ? r0 + rows_per_strip : n;
+    const long long mb = (m + 7) / 8;
     double s = 0;
     if (j < m) {
         for (long long r = r0 + threadIdx.y; r < r1; r += TILE_Y) {
             const long long k = r * m + j;
-            const T g = relu ? grad[k] * T(y[k] > T(0)) : grad[k];
+            const T g = relu ? grad[k] * T((mask[r * mb + (j >> 3)] >> (j & 7)) & 1) : grad[k];
             out[k] = g;
             s += double(g);
         }
@@ -95,15 +120,15 @@ __device__ void linear_backward_epilogue(const T* grad, const T* y, int relu, T*
     else partial[blockIdx.y * m + j] = s;
 }
 
-extern "C" __global__ void linear_backward_epilogue_f32(const float* grad, const float* y, int relu, float* bias_grad,
-                                                        double* partial, float* out, long long n, long long m,
-                                                        long long rows_per_strip) {
-    linear_backward_epilogue<float>(grad, y, relu, bias_grad, partial, out, n, m, rows_per_strip);
+extern "C" __global__ void linear_backward_epilogue_f32(const float* grad, const unsigned char* mask, int relu,
+                                                        float* bias_grad, double* partial, float* out, long long n,
+                                                        long long m, long long rows_per_strip) {
+    linear_backward_epilogue<float>(grad, mask, relu, bias_grad, partial, out, n, m, rows_per_strip);
 }
-extern "C" __global__ void linear_backward_epilogue_f64(const double* grad, const double* y, int relu,
+extern "C" __global__ void linear_backward_epilogue_f64(const double* grad, const unsigned char* mask, int relu,
                                                         double* bias_grad, double* partial, double* out, long long n,
                                                         long long m, long long rows_per_strip) {
-    linear_backward_epilogue<double>(grad, y, relu, bias_grad, partial, out, n, m, rows_per_strip);
+    linear_backward_epilogue<double>(grad, mask, relu, bias_grad, partial, out, n, m, rows_per_strip);
 }
 
 // Second pass of the bias gradient when there are several strips: bias_grad[j] =
