@@ -123,7 +123,10 @@ def run(ctx) -> dict:
     rank_shots = shots[-1:]                                # the largest of 5, 10, 20 in cfg.shots
     search_shots = [shots[0], shots[-1]] if quick and len(shots) > 2 else shots
     search_seeds = list(range(min(cfg.seeds, 1 if quick else 3)))
+    # the search chooses among the recipes it is compared with (the few-shot section's, scored with
+    # hindsight): BitFit and LoRA are search strategies too, but the efficient section compares those
     search_kw = dict(max_epochs=30, patience=5) if quick else dict(max_epochs=100, patience=10)
+    search_kw["strategies"] = RECIPES
     timings = {}
     xT, yT, xt, yt = t["xT"], t["yT"], t["xT_test"], t["yT_test"]
     n_tgt = t["n_tgt"]

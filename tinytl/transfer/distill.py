@@ -153,7 +153,7 @@ def _device_of(model: Module, arg: str, fn: str) -> str:
     p = next(iter(model.parameters()), None)
     if p is None:
         raise ValueError(f"{fn}: {arg} has no parameters")
-    return p.device
+    return p.device.type
 
 
 def _host(a) -> np.ndarray:
