@@ -40,6 +40,7 @@ from . import functional as F
 from ._random import generator
 from .nn.module import Module
 from .tensor import Tensor, enable_grad, no_grad
+from .tensor import as_array as _array
 
 __all__ = ["fgsm", "pgd", "feature_pgd", "random_noise", "robust_accuracy", "transfer_attack", "AttackResult"]
 
@@ -146,16 +147,6 @@ def _check_seed(seed, fn: str):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ValueError(f"{fn}: seed must be None or an integer >= 0, got {seed!r}")
     return generator() if seed is None else np.random.default_rng(int(seed))
-
-
-def _array(x, arg: str, fn: str):
-    x = x.data if isinstance(x, Tensor) else x
-    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
-        try:
-            x = np.asarray(x)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(x).__name__}") from None
-    return x
 
 
 def _check_x(x, fn: str):

@@ -399,6 +399,19 @@ def _own_writable(a) -> bool:
     return a.size <= 1 or all(st != 0 for st, n in zip(a.strides, a.shape) if n > 1)
 
 
+def as_array(x, arg: str, fn: str):
+    """``x``'s array: a Tensor's ``.data``, a NumPy or CuPy array as it is, else ``np.asarray(x)``;
+    a TypeError naming ``fn`` and ``arg`` when that fails (what the tools that take "an array or
+    a Tensor" share)."""
+    x = x.data if isinstance(x, Tensor) else x
+    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
+        try:
+            x = np.asarray(x)
+        except Exception:
+            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(x).__name__}") from None
+    return x
+
+
 def _freed_backward(g):
     raise RuntimeError("Trying to backward through the graph a second time: its buffers were freed "
                        "after the first backward. Pass retain_graph=True to the first backward.")

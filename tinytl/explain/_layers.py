@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backend
 from ..nn import Module
-from ..tensor import Tensor, no_grad
+from ..tensor import Tensor, as_array, no_grad
 
 
 def _positive_int(value, arg: str, fn: str) -> int:
@@ -55,12 +55,7 @@ def _select_layers(model: Module, layers, arg: str, fn: str) -> "OrderedDict[str
 
 def _model_input(model: Module, X, fn: str, arg: str = "X"):
     """X as an array on the model's device and in its dtype (batch first)."""
-    X = X.data if isinstance(X, Tensor) else X
-    if not (isinstance(X, np.ndarray) or backend.is_cupy_array(X)):
-        try:
-            X = np.asarray(X)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(X).__name__}") from None
+    X = as_array(X, arg, fn)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"{fn}: {arg} must have one row per example, got shape {tuple(X.shape)}")
     if X.dtype.kind not in "fiub":

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..nn import Module
-from ..tensor import Tensor
+from ..tensor import Tensor, as_array
 from ._layers import _activations, _batch_bounds, _gather, _positive_int, _select_layers
 
 KERNELS = ("linear", "rbf")
@@ -30,12 +30,7 @@ KERNELS = ("linear", "rbf")
 
 def _matrix(X, arg: str, fn: str):
     """X as a float64 (n, features) array on its own device (NumPy or CuPy)."""
-    X = X.data if isinstance(X, Tensor) else X
-    if not (isinstance(X, np.ndarray) or backend.is_cupy_array(X)):
-        try:
-            X = np.asarray(X)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(X).__name__}") from None
+    X = as_array(X, arg, fn)
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{fn}: {arg} must hold numbers, got dtype {X.dtype}")
     if X.ndim < 2:

@@ -12,7 +12,7 @@ from .. import backend
 from .._random import generator
 from ..nn import CrossEntropyLoss, Module, Sequential
 from ..optim import SGD
-from ..tensor import Tensor, no_grad
+from ..tensor import Tensor, as_array, no_grad
 from ._checks import _check_count, _check_module, _check_positive
 
 
@@ -217,12 +217,7 @@ def _first_param(model: Module):
 
 
 def _as_array(x, arg: str, fn: str):
-    x = x.data if isinstance(x, Tensor) else x
-    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
-        try:
-            x = np.asarray(x)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array or a Tensor, got {type(x).__name__}") from None
+    x = as_array(x, arg, fn)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"{fn}: {arg} is empty (shape {tuple(x.shape)})")
     return x

@@ -34,22 +34,12 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import as_array as _array
 
 __all__ = ["logme", "leep", "nce", "hscore", "transrate", "weighted_tau"]
 
 
 # ---------------------------------------------------------------- checks ----
-
-def _array(x, arg: str, fn: str):
-    x = x.data if isinstance(x, Tensor) else x
-    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
-        try:
-            x = np.asarray(x)
-        except Exception:
-            raise TypeError(f"{fn}: {arg} must be an array, got {type(x).__name__}") from None
-    return x
-
 
 def _features(x, fn: str, arg: str = "features"):
     """``x`` as a float64 (N, D) array on its own device; finite."""
