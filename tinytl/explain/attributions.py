@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import backend
 from ..nn import Module
-from ..tensor import Tensor, enable_grad, no_grad
+from ..tensor import Tensor, as_array, enable_grad, no_grad
 
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -105,12 +105,7 @@ def _inputs(model: Module, x, fn: str):
     """(x as a batch on the model's device and in its dtype, whether x was one example)."""
     if not isinstance(model, Module):
         raise TypeError(f"{fn}: model must be a tinytl Module, got {type(model).__name__}")
-    x = x.data if isinstance(x, Tensor) else x
-    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
-        try:
-            x = np.asarray(x)
-        except Exception:
-            raise TypeError(f"{fn}: x must be an array or a Tensor, got {type(x).__name__}") from None
+    x = as_array(x, "x", fn)
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{fn}: x must hold numbers, got dtype {x.dtype}")
     if x.ndim == 0 or x.size == 0:
