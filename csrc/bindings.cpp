@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "adam.h"
+#include "gemm.h"
 #include "linear.h"
 #include "parallel.h"
 #include "sgd.h"
@@ -174,6 +175,117 @@ py::tuple linear_backward_epilogue(py::array grad, py::object mask_obj, bool rel
     return py::make_tuple(out, bg);
 }
 
+// The Linear weight argument of the fused GEMMs: (N, K), Fortran-ordered (its .T is the
+// C-contiguous (K, N) matrix the kernel reads), aligned: how tinytl.nn.Linear stores it.
+void check_weight(const char* fn, const py::array& w, bool f32, const char* ref) {
+    check_dtype(fn, w, "weight", f32, ref);
+    if (w.ndim() != 2)
+        throw py::value_error(std::string(fn) + ": weight must have shape (out_features, in_features), got " +
+                              shape_str(shape_of(w)));
+    const int flags = w.flags();
+    if (!(flags & py::array::f_style))
+        throw py::value_error(std::string(fn) + ": weight must be Fortran-ordered (weight.T C-contiguous, as "
+                              "tinytl.nn.Linear stores it); other layouts take the BLAS path");
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::value_error(std::string(fn) + ": weight must be aligned");
+}
+
+py::array linear_forward(py::array x, py::array weight, py::object bias_obj, bool relu, py::array out,
+                         py::object mask_obj, int threads) {
+    const char* fn = "linear_forward";
+    const bool f32 = is_f32(fn, x, "x");
+    check_weight(fn, weight, f32, "x");
+    auto bias = optional_array(fn, bias_obj, "bias");
+    auto mask = optional_array(fn, mask_obj, "mask");
+    if (bias) check_dtype(fn, *bias, "bias", f32, "x");
+    check_dtype(fn, out, "out", f32, "x");
+    check_layout(fn, x, "x", false);
+    if (bias) check_layout(fn, *bias, "bias", false);
+    check_layout(fn, out, "out", true);
+    if (x.ndim() != 2) throw py::value_error(std::string(fn) + ": x must have shape (N, in_features), got " + shape_str(shape_of(x)));
+    const py::ssize_t m = x.shape(0), k = x.shape(1), n = weight.shape(0);
+    if (weight.shape(1) != k)
+        throw py::value_error(std::string(fn) + ": weight must have shape (out_features, " + std::to_string(k) +
+                              ") to match x " + shape_str(shape_of(x)) + ", got " + shape_str(shape_of(weight)));
+    if (bias) check_shape(fn, *bias, "bias", {n});
+    check_shape(fn, out, "out", {m, n});
+    if (threads < 0) throw py::value_error(std::string(fn) + ": threads must be >= 0 (0: decided by size), got " + std::to_string(threads));
+    check_overlap(fn, out, "out", x, "x", false);
+    check_overlap(fn, out, "out", weight, "weight", false);
+    if (bias) check_overlap(fn, out, "out", *bias, "bias", false);
+    if (mask) {
+        if (!relu) throw py::value_error(std::string(fn) + ": mask is written only with relu=True");
+        check_mask(fn, *mask, m, n, true);
+        check_overlap(fn, *mask, "mask", x, "x", false);
+        check_overlap(fn, *mask, "mask", weight, "weight", false);
+        check_overlap(fn, *mask, "mask", out, "out", false);
+        if (bias) check_overlap(fn, *mask, "mask", *bias, "bias", false);
+    }
+
+    uint8_t* mp = mask ? ptr<uint8_t>(*mask) : nullptr;
+    std::optional<py::gil_scoped_release> nogil;
+    if (m * k * n >= kReleaseGil * 16) nogil.emplace();
+    if (f32) tinytl::linear_forward(cptr<float>(x), cptr<float>(weight), cptr<float>(bias), relu, ptr<float>(out), mp, m, k, n, threads);
+    else     tinytl::linear_forward(cptr<double>(x), cptr<double>(weight), cptr<double>(bias), relu, ptr<double>(out), mp, m, k, n, threads);
+    return out;
+}
+
+py::tuple linear_backward(py::array grad, py::object mask_obj, bool relu, py::object x_obj, py::array weight,
+                          bool bias_grad, bool input_grad, int threads) {
+    const char* fn = "linear_backward";
+    const bool f32 = is_f32(fn, grad, "grad");
+    auto mask = optional_array(fn, mask_obj, "mask");
+    auto x = optional_array(fn, x_obj, "x");
+    check_layout(fn, grad, "grad", false);
+    if (grad.ndim() != 2)
+        throw py::value_error(std::string(fn) + ": grad must have shape (N, out_features), got " + shape_str(shape_of(grad)));
+    const py::ssize_t m = grad.shape(0), n = grad.shape(1);
+    py::ssize_t k = -1;
+    if (x) {
+        check_dtype(fn, *x, "x", f32, "grad");
+        check_layout(fn, *x, "x", false);
+        if (x->ndim() != 2 || x->shape(0) != m)
+            throw py::value_error(std::string(fn) + ": x must have shape (" + std::to_string(m) +
+                                  ", in_features) (the forward's input), got " + shape_str(shape_of(*x)));
+        k = x->shape(1);
+    }
+    check_weight(fn, weight, f32, "grad");
+    if (weight.shape(0) != n || (k >= 0 && weight.shape(1) != k))
+        throw py::value_error(std::string(fn) + ": weight must have shape (" + std::to_string(n) + ", " +
+                              (k >= 0 ? std::to_string(k) : std::string("in_features")) + "), got " +
+                              shape_str(shape_of(weight)));
+    k = weight.shape(1);
+    if (relu) {
+        if (!mask) throw py::value_error(std::string(fn) + ": mask is required when relu=True (the forward's packed ReLU mask)");
+        check_mask(fn, *mask, m, n, false);
+    }
+    if (threads < 0) throw py::value_error(std::string(fn) + ": threads must be >= 0 (0: decided by size), got " + std::to_string(threads));
+
+    py::object gx = py::none(), gw = py::none(), gb = py::none();
+    py::array gxa, gwa, gba;
+    auto alloc = [&](std::vector<py::ssize_t> shape, bool fortran) -> py::array {
+        if (f32) return fortran ? py::array(py::array_t<float, py::array::f_style>(shape)) : py::array(py::array_t<float>(shape));
+        return fortran ? py::array(py::array_t<double, py::array::f_style>(shape)) : py::array(py::array_t<double>(shape));
+    };
+    if (input_grad) { gxa = alloc({m, k}, false); gx = gxa; }
+    if (x) { gwa = alloc({n, k}, true); gw = gwa; }          // the weight's layout: (N, K), Fortran order
+    if (bias_grad) { gba = alloc({n}, false); gb = gba; }
+
+    std::optional<py::gil_scoped_release> nogil;
+    if (m * k * n >= kReleaseGil * 16) nogil.emplace();
+    const uint8_t* mp = relu ? cptr<uint8_t>(*mask) : nullptr;
+    if (f32)
+        tinytl::linear_backward(cptr<float>(grad), mp, relu, cptr<float>(x), cptr<float>(weight),
+                                bias_grad ? ptr<float>(gba) : nullptr, x ? ptr<float>(gwa) : nullptr,
+                                input_grad ? ptr<float>(gxa) : nullptr, m, k, n, threads);
+    else
+        tinytl::linear_backward(cptr<double>(grad), mp, relu, cptr<double>(x), cptr<double>(weight),
+                                bias_grad ? ptr<double>(gba) : nullptr, x ? ptr<double>(gwa) : nullptr,
+                                input_grad ? ptr<double>(gxa) : nullptr, m, k, n, threads);
+    nogil.reset();
+    return py::make_tuple(gx, gw, gb);
+}
+
 // ------------------------------------------------- softmax cross-entropy ----
 
 py::tuple softmax_xent(py::array logits, py::array target, const std::string& reduction, py::array out) {
@@ -320,6 +432,13 @@ PYBIND11_MODULE(_C, m) {
           "out = relu ? grad * unpack(mask) : grad; (out, out.sum(0) | None)",
           py::arg("grad").noconvert(), py::arg("mask").none(true), py::arg("relu"), py::arg("bias_grad"),
           py::arg("out").noconvert());
+    m.def("linear_forward", &linear_forward, "out = relu?(x @ weight.T + bias) on tinytl's GEMM; mask = packed (out > 0)",
+          py::arg("x").noconvert(), py::arg("weight").noconvert(), py::arg("bias").none(true), py::arg("relu"),
+          py::arg("out").noconvert(), py::arg("mask").none(true) = py::none(), py::arg("threads") = 0);
+    m.def("linear_backward", &linear_backward,
+          "g = relu ? grad * unpack(mask) : grad; (g @ weight | None, g.T @ x | None, g.sum(0) | None)",
+          py::arg("grad").noconvert(), py::arg("mask").none(true), py::arg("relu"), py::arg("x").none(true),
+          py::arg("weight").noconvert(), py::arg("bias_grad"), py::arg("input_grad"), py::arg("threads") = 0);
     m.def("softmax_xent", &softmax_xent, "(loss, grad) of softmax cross-entropy",
           py::arg("logits").noconvert(), py::arg("target").noconvert(), py::arg("reduction"), py::arg("out").noconvert());
     m.def("sgd_step", &sgd_step, "torch.optim.SGD's update, in place on param and buf",
@@ -332,6 +451,16 @@ PYBIND11_MODULE(_C, m) {
           py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
           py::arg("maximize"), py::arg("decoupled_weight_decay"));
 
+    m.def("gemm_isa", &tinytl::gemm_isa, "the instruction set of the GEMM kernels: avx512, avx2 or scalar");
+    m.def("gemm_threads", [](double flops) { return tinytl::gemm_threads(flops); },
+          "threads one fused Linear product of this many floating-point operations uses", py::arg("flops"));
+    m.def("fma_peak", [](bool float32, int64_t n) {
+              if (n < 0) throw py::value_error("fma_peak: n must be >= 0, got " + std::to_string(n));
+              py::gil_scoped_release nogil;
+              return tinytl::fma_peak(float32, n);
+          },
+          "n iterations of register-resident FMA chains on this thread; returns the floating-point operations done",
+          py::arg("float32"), py::arg("n"));
     m.def("max_threads", &tinytl::max_threads,
           "threads a large kernel may use (TINYTL_NUM_THREADS, else the CPUs this process may run on)");
 }

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 #ifdef __linux__
 #include <sched.h>
@@ -63,12 +64,12 @@ inline int max_threads() {
     return n;
 }
 
-// f(begin, end) is called on disjoint chunks covering [0, n); work = n * cost_per_item.
-// The calling thread runs the first chunk (and any whose thread could not start).
+// f(begin, end) on nt disjoint contiguous chunks covering [0, n), one thread each (fewer
+// when n < nt). The calling thread runs the first chunk (and any whose thread could not start).
 template <typename F>
-inline void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+inline void parallel_chunks(int64_t nt, int64_t n, F&& f) {
     if (n <= 0) return;
-    const int64_t nt = std::min<int64_t>({int64_t(max_threads()), n, n * cost_per_item / kParallelMin});
+    nt = std::min(nt, n);
     if (nt <= 1) {
         f(int64_t(0), n);
         return;
@@ -86,6 +87,14 @@ inline void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
     f(int64_t(0), n / nt);
     for (int64_t t = started; t < nt; ++t) f(n * t / nt, n * (t + 1) / nt);
     for (auto& th : threads) th.join();
+}
+
+// f(begin, end) is called on disjoint chunks covering [0, n); work = n * cost_per_item.
+template <typename F>
+inline void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+    if (n <= 0) return;
+    parallel_chunks(std::min<int64_t>({int64_t(max_threads()), n, n * cost_per_item / kParallelMin}), n,
+                    std::forward<F>(f));
 }
 
 }  // namespace tinytl

@@ -40,9 +40,13 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
 
     PyTorch: ``torch.nn.functional.linear`` (then ``relu``). For backward the node keeps
     only what the gradients it will compute need (decided now, from ``requires_grad``):
-    the input x for dL/dW = g.T @ x, only when the weight trains; the weight for
-    dL/dx = g @ W, only when x needs a gradient; the bias gradient g.sum(0) needs nothing;
-    the ReLU keeps a packed 1-bit mask of y > 0 (written by the forward kernel), not y.
+    the input x for dL/dW = g.T @ x, only when the weight trains; the weight (a parameter,
+    alive anyway) for dL/dx = g @ W; the bias gradient g.sum(0) needs nothing; the ReLU keeps
+    a packed 1-bit mask of y > 0 (written by the forward kernel), not y.
+
+    Forward and backward are one kernel call each (``kernels.linear_forward`` /
+    ``linear_backward``): on the CPU at small batches that is tinytl's own GEMM with the bias,
+    the ReLU and its mask applied while the output tile is in registers (csrc/gemm.cpp).
 
     Args:
         x: input of shape (N, in_features).
@@ -61,30 +65,24 @@ def linear(x, weight: Tensor, bias: Tensor | None = None, relu: bool = False, na
     if backend.is_cupy_array(X) != backend.is_cupy_array(W):
         _same_device(name or "linear", x, weight)
     K = _kernels.for_array(W)
-    WT = W.T              # (in, out): C-contiguous when W is stored transposed, as Linear does
-    y = X @ WT
     b = None if bias is None else bias.data
     recorded = _records(x, weight, bias)
     mask = None           # the ReLU's packed mask, written by the forward kernel when backward will run
     if relu and recorded:
-        mask = backend.get_array_module(W).empty(_kernels.relu_mask_shape(*y.shape), dtype=np.uint8)
-    if b is not None or relu:
-        y = K.linear_forward_epilogue(y, b, relu, y, mask)
+        mask = backend.get_array_module(W).empty(_kernels.relu_mask_shape(X.shape[0], W.shape[0]), dtype=np.uint8)
+    # one kernel call: on the CPU, tinytl's GEMM with bias and ReLU applied in registers (small
+    # batches), or the BLAS and then the epilogue (kernels/cpu.py chooses)
+    y = K.linear_forward(X, W, b, relu, None, mask)
     # what the closure keeps: each only when its gradient will be computed
     need_b = bias is not None and bias.requires_grad
     keep_x = X if weight.requires_grad else None      # for dL/dW
-    keep_w = weight if x.requires_grad else None      # for dL/dx (a parameter: it lives anyway)
-    transposed = WT.flags.c_contiguous
+    need_x = x.requires_grad                          # dL/dx = g @ W
+    keep_w = weight       # for dL/dx and for its layout (a parameter: it lives anyway)
 
     def backward(g):
-        g, gb = K.linear_backward_epilogue(g, mask, relu, need_b) if (relu or need_b) else (g, None)
-        gx = g @ keep_w.data if keep_w is not None else None
-        gW = None
-        if keep_x is not None:
-            # the gradient in the weight's own memory layout: (X.T @ g).T for a transposed
-            # weight (row-major GEMM, and SGD then walks both arrays in the same order)
-            gW = (keep_x.T @ g).T if transposed else g.T @ keep_x
-        return gx, gW, gb
+        # one kernel call: g is masked once, the bias gradient summed in the same pass; dL/dW
+        # comes in the weight's own memory layout (SGD then walks both arrays in the same order)
+        return K.linear_backward(g, mask, relu, keep_x, keep_w.data, need_b, need_x)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return _make(y, parents, backward, name or "linear")

@@ -10,7 +10,11 @@ This layer only does what the binding refuses to do silently:
 In-place arguments (``out``, ``param``, ``buf``, the Adam moments) are passed as they are: a copy
 would lose the write, so a wrong one is an error from the binding.
 
-Read next: ``csrc/bindings.cpp`` (the checks), then ``csrc/linear.cpp``.
+It also chooses, per call, between tinytl's own small-batch GEMM (``linear_forward`` /
+``linear_backward``, csrc/gemm.cpp, the epilogue fused) and NumPy's BLAS followed by the
+epilogue kernel, from the shape (``_gemm_fused``; the crossover is measured, see there).
+
+Read next: ``csrc/bindings.cpp`` (the checks), then ``csrc/linear.cpp`` and ``csrc/gemm.cpp``.
 """
 import numpy as np
 
@@ -19,8 +23,12 @@ from .. import _C  # ImportError propagates: kernels/__init__.py falls back to t
 _contig = np.ascontiguousarray
 _copy = np.array  # a fresh array is C-contiguous and aligned
 _empty_like = np.empty_like
+_empty = np.empty
+_matmul = np.matmul
 _C_linear_forward_epilogue = _C.linear_forward_epilogue
 _C_linear_backward_epilogue = _C.linear_backward_epilogue
+_C_linear_forward = _C.linear_forward
+_C_linear_backward = _C.linear_backward
 _C_softmax_xent = _C.softmax_xent
 _C_sgd_step = _C.sgd_step
 _C_adam_step = _C.adam_step
@@ -52,6 +60,64 @@ def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
     grad = _input(grad)
     return _C_linear_backward_epilogue(grad, None if mask is None else _input(mask), relu, bias_grad,
                                        _empty_like(grad) if out is None else out)
+
+
+# The crossover between tinytl's GEMM and the BLAS, per product. tinytl's runs on one core
+# (two above csrc/gemm.cpp's kGemmTwoThreadFlops) at 80-90% of its FMA peak from the first
+# row; the BLAS is slow on a few rows (packing, call and thread costs) and faster on large
+# products (two threads, cache blocking for big operands). Measured with
+# bench/gemm_crossover.py (bench/README.md, "GEMM crossover"): at most this many rows of x, and
+# at most this many floating-point operations per product.
+GEMM_MAX_ROWS = 256
+GEMM_MAX_FLOPS = {np.dtype(np.float32): 1 << 28, np.dtype(np.float64): 1 << 28}
+
+
+def _gemm_fused(m, k, n, dtype, weight):
+    """True when the fused GEMM serves an (m, k) @ (k, n) product of a Linear layer: the weight in
+    Linear's (Fortran) layout and of the same dtype, at most GEMM_MAX_ROWS rows and GEMM_MAX_FLOPS."""
+    return (m <= GEMM_MAX_ROWS and 2 * m * k * n <= GEMM_MAX_FLOPS.get(dtype, 0) and weight.dtype == dtype
+            and weight.ndim == 2 and weight.flags.f_contiguous)
+
+
+def linear_forward(x, weight, bias, relu, out=None, mask=None):
+    """out = relu?(x @ weight.T + bias); mask (written) = packed out > 0 (see reference.py).
+
+    One C++ call (the GEMM with the epilogue in registers) when ``_gemm_fused``; else the
+    BLAS GEMM, then ``linear_forward_epilogue`` over its output.
+    """
+    x = _input(x)
+    if bias is not None:
+        bias = _input(bias)
+    if x.ndim == 2 and weight.ndim == 2 and _gemm_fused(x.shape[0], x.shape[1], weight.shape[0], x.dtype, weight):
+        return _C_linear_forward(x, weight, bias, relu,
+                                 _empty((x.shape[0], weight.shape[0]), x.dtype) if out is None else out, mask)
+    y = _matmul(x, weight.T) if out is None else _matmul(x, weight.T, out=out)
+    if bias is None and not relu:
+        return y
+    return _C_linear_forward_epilogue(y, bias, relu, y, mask)
+
+
+def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
+    """(g @ weight | None, g.T @ x in weight's layout | None, g.sum(0) | None), g = grad * mask (see reference.py).
+
+    One C++ call when ``_gemm_fused`` (g is masked once, as it is packed, and the bias
+    gradient summed in the same pass); else the epilogue kernel, then the BLAS GEMMs.
+    """
+    grad = _input(grad)
+    if x is not None:
+        x = _input(x)
+    if mask is not None:
+        mask = _input(mask)
+    if grad.ndim == 2 and weight.ndim == 2 and _gemm_fused(grad.shape[0], weight.shape[1], grad.shape[1], grad.dtype,
+                                                           weight):
+        return _C_linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad)
+    g, gb = _C_linear_backward_epilogue(grad, mask, relu, bias_grad, _empty_like(grad)) if (relu or bias_grad) \
+        else (grad, None)
+    gx = g @ weight if input_grad else None
+    gW = None
+    if x is not None:
+        gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
+    return gx, gW, gb
 
 
 # ------------------------------------------------- softmax cross-entropy ----

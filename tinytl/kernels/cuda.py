@@ -247,6 +247,38 @@ def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
     return out, bg
 
 
+# The twins that are, on the GPU, cuBLAS's GEMM followed by other kernels of this file (no
+# .cu kernel of their own): name -> the kernels they launch.
+COMPOSED = {"linear_forward": ("linear_forward_epilogue",), "linear_backward": ("linear_backward_epilogue",)}
+
+
+def linear_forward(x, weight, bias, relu, out=None, mask=None):
+    """out = relu?(x @ weight.T + bias); mask (written) = packed out > 0 (see reference.py).
+
+    cuBLAS's GEMM (cupy.matmul), then ``linear_forward_epilogue``'s launch: on the GPU the
+    GEMM is not tinytl's. cuBLASLt's epilogues (bias, ReLU, a ReLU bit-mask) would be the twin
+    of csrc/gemm.cpp's fusion; not built without a GPU to measure it on.
+    """
+    cp = backend.cupy_if_loaded()
+    y = cp.matmul(x, weight.T) if out is None else cp.matmul(x, weight.T, out=out)
+    if bias is None and not relu:
+        return y
+    return linear_forward_epilogue(y, bias, relu, y, mask)
+
+
+def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
+    """(g @ weight | None, g.T @ x in weight's layout | None, g.sum(0) | None), g = grad * mask (see reference.py).
+
+    ``linear_backward_epilogue``'s launch(es), then cuBLAS's GEMMs.
+    """
+    g, gb = linear_backward_epilogue(grad, mask, relu, bias_grad) if (relu or bias_grad) else (grad, None)
+    gx = g @ weight if input_grad else None
+    gW = None
+    if x is not None:
+        gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
+    return gx, gW, gb
+
+
 # ------------------------------------------------- softmax cross-entropy ----
 
 def softmax_xent(logits, target, reduction="mean", out=None):

@@ -73,6 +73,36 @@ def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
     return g, (g.sum(axis=0) if bias_grad else None)
 
 
+def linear_forward(x, weight, bias, relu, out=None, mask=None):
+    """The forward of a Linear layer (then a ReLU) in one call: the GEMM and its epilogue.
+
+    out = max(x @ weight.T + bias, 0) if relu else x @ weight.T + bias, with ``mask``
+    written as in ``linear_forward_epilogue``. ``x`` is (N, in_features), ``weight``
+    (out_features, in_features) as PyTorch lays it out (tinytl.nn.Linear stores it in
+    Fortran order, so that ``weight.T`` is a C-contiguous (in, out) matrix), ``bias``
+    (out_features,) or None. The C++ twin computes the GEMM on its own small-batch kernel
+    (csrc/gemm.cpp) with the epilogue applied while the output tile is in registers.
+    """
+    y = x @ weight.T
+    return linear_forward_epilogue(y, bias, relu, y if out is None else out, mask)
+
+
+def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
+    """The backward of ``linear_forward``: returns (gx, gW, gb), each None when not asked for.
+
+    With g = grad * unpack(mask) if relu else grad (``linear_backward_epilogue``):
+    gx = g @ weight when ``input_grad``; gW = g.T @ x when ``x`` is given (the forward's
+    input), laid out in memory as ``weight`` is (Fortran order for Linear's weight: it is
+    computed as (x.T @ g).T, a row-major GEMM); gb = g.sum(0) when ``bias_grad``.
+    """
+    g, gb = linear_backward_epilogue(grad, mask, relu, bias_grad)
+    gx = g @ weight if input_grad else None
+    gW = None
+    if x is not None:
+        gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
+    return gx, gW, gb
+
+
 # ------------------------------------------------- softmax cross-entropy ----
 
 def softmax_xent(logits, target, reduction="mean", out=None):

@@ -1,0 +1,187 @@
+// Twin of reference.py's linear_forward / linear_backward: the products of a Linear layer on
+// tinytl's own GEMM, with the epilogues fused (see gemm.h for the contract, gemm_kernel.h for
+// the kernel). This file picks the instruction set once, owns the scratch buffers and the
+// threads; the per-ISA builds (gemm_avx512.cpp, gemm_avx2.cpp, gemm_scalar.cpp) only compute.
+#include "gemm.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "gemm_isa.h"
+#include "parallel.h"
+
+namespace tinytl {
+
+// Below this many floating-point operations a product runs on one thread: starting a second
+// costs 20-50 us, and a thread that waits for a core a neighbour holds costs far more
+// (bench/README.md, "Threads", has the measurements this comes from).
+constexpr double kGemmTwoThreadFlops = 24e6;
+
+namespace {
+
+template <typename T>
+GemmOps<T> pick();
+
+// TINYTL_GEMM_ISA=avx2|scalar lowers the instruction set (to test and time the fallbacks).
+int isa_cap() {
+    static const int cap = [] {
+        const char* e = std::getenv("TINYTL_GEMM_ISA");
+        if (!e) return 2;
+        const std::string s(e);
+        return s == "scalar" ? 0 : s == "avx2" ? 1 : 2;
+    }();
+    return cap;
+}
+
+bool has_avx512() {
+#if defined(TINYTL_GEMM_AVX512)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+bool has_avx2() {
+#if defined(TINYTL_GEMM_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+template <>
+GemmOps<float> pick<float>() {
+#if defined(TINYTL_GEMM_AVX512)
+    if (isa_cap() >= 2 && has_avx512()) return gemm_ops_avx512_f();
+#endif
+#if defined(TINYTL_GEMM_AVX2)
+    if (isa_cap() >= 1 && has_avx2()) return gemm_ops_avx2_f();
+#endif
+    return gemm_ops_scalar_f();
+}
+
+template <>
+GemmOps<double> pick<double>() {
+#if defined(TINYTL_GEMM_AVX512)
+    if (isa_cap() >= 2 && has_avx512()) return gemm_ops_avx512_d();
+#endif
+#if defined(TINYTL_GEMM_AVX2)
+    if (isa_cap() >= 1 && has_avx2()) return gemm_ops_avx2_d();
+#endif
+    return gemm_ops_scalar_d();
+}
+
+template <typename T>
+const GemmOps<T>& ops() {
+    static const GemmOps<T> o = pick<T>();
+    return o;
+}
+
+// A 64-byte-aligned scratch array (rows of packed operands start on cache lines).
+template <typename T>
+struct Scratch {
+    std::unique_ptr<T, void (*)(void*)> p{nullptr, std::free};
+    explicit Scratch(int64_t n) {
+        if (n <= 0) return;
+        const size_t bytes = (size_t(n) * sizeof(T) + 63) / 64 * 64;
+        void* q = std::aligned_alloc(64, bytes);
+        if (!q) throw std::bad_alloc();
+        p.reset(static_cast<T*>(q));
+    }
+    T* get() const { return p.get(); }
+};
+
+// Elements per 64 bytes: packed rows are padded to a multiple of this.
+template <typename T>
+constexpr int64_t kLine = 64 / int64_t(sizeof(T));
+
+int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+// C = A @ B (+ epilogue) over its column panels, on `threads` threads (each panel on one).
+template <typename T>
+void run_nn(int threads, int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B,
+            int64_t ldb, T* C, int64_t ldc, const T* bias, bool relu, uint8_t* mask, int64_t mask_ld) {
+    const GemmOps<T>& o = ops<T>();
+    const int64_t panels = (N + o.nr - 1) / o.nr;
+    if (M == 0 || N == 0) return;
+    parallel_chunks(threads, panels, [&](int64_t j0, int64_t j1) {
+        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1);
+    });
+}
+
+int resolve_threads(int threads, double flops) { return threads > 0 ? threads : gemm_threads(flops); }
+
+}  // namespace
+
+int gemm_threads(double flops) { return flops >= kGemmTwoThreadFlops ? std::min(2, max_threads()) : 1; }
+
+const char* gemm_isa() { return ops<float>().isa; }
+
+uint64_t fma_peak(bool f32, int64_t n) { return f32 ? ops<float>().fma_peak(n) : ops<double>().fma_peak(n); }
+
+template <typename T>
+void linear_forward(const T* x, const T* wt, const T* bias, bool relu, T* out, uint8_t* mask, int64_t M, int64_t K,
+                    int64_t N, int threads) {
+    threads = resolve_threads(threads, 2.0 * double(M) * double(K) * double(N));
+    // x(i, p) = x[i * K + p]; B = wt, rows N apart, read in place
+    run_nn<T>(threads, M, N, K, x, K, 1, wt, N, out, N, bias, relu, mask, (N + 7) / 8);
+}
+
+template <typename T>
+void linear_backward(const T* grad, const uint8_t* mask, bool relu, const T* x, const T* wt, T* bias_grad, T* gwt,
+                     T* gx, int64_t M, int64_t K, int64_t N, int threads) {
+    const GemmOps<T>& o = ops<T>();
+    // g, packed once into aligned rows (mask applied, bias gradient summed in the same pass);
+    // both products read it
+    const int64_t ldg = round_up(std::max<int64_t>(N, 1), kLine<T>);
+    Scratch<T> gm(M * ldg);
+    std::vector<double> colsum(bias_grad ? size_t(N) : 0, 0.0);
+    o.pack_grad(grad, mask, relu, M, N, gm.get(), ldg, bias_grad ? colsum.data() : nullptr);
+    if (bias_grad)
+        for (int64_t n = 0; n < N; ++n) bias_grad[n] = T(colsum[n]);
+    if (gwt) {  // (K, N) = x.T @ g: A(i, p) = x[p * K + i], reduction over the batch
+        if (M == 0) std::memset(gwt, 0, size_t(K * N) * sizeof(T));
+        else run_nn<T>(resolve_threads(threads, 2.0 * double(M) * double(K) * double(N)), K, N, M, x, 1, K,
+                       gm.get(), ldg, gwt, N, nullptr, false, nullptr, 0);
+    }
+    if (gx) {  // (M, K) = g @ W, W = wt.T: the reduction runs over N
+        if (N == 0) {
+            std::memset(gx, 0, size_t(M * K) * sizeof(T));
+            return;
+        }
+        const int nt = resolve_threads(threads, 2.0 * double(M) * double(K) * double(N));
+        if (N * K <= M * (N + K)) {
+            // the weight is the smaller operand: W packed row-major (N, K), then gx = g @ W
+            const int64_t ldw = round_up(K, kLine<T>);
+            Scratch<T> w(N * ldw);
+            o.transpose(wt, K, N, N, w.get(), ldw);
+            run_nn<T>(nt, M, K, N, gm.get(), ldg, 1, w.get(), ldw, gx, K, nullptr, false, nullptr, 0);
+        } else {
+            // the batch is: gx.T (K, M) = wt @ g.T with the weight read in place, g.T packed,
+            // and the (K, M) result transposed into gx (M * (N + K) elements moved, not N * K)
+            const int64_t ldm = round_up(M, kLine<T>);
+            Scratch<T> gt(N * ldm), ct(K * ldm);
+            o.transpose(gm.get(), M, N, ldg, gt.get(), ldm);
+            run_nn<T>(nt, K, M, N, wt, N, 1, gt.get(), ldm, ct.get(), ldm, nullptr, false, nullptr, 0);
+            o.transpose(ct.get(), K, M, ldm, gx, K);
+        }
+    }
+}
+
+template void linear_forward<float>(const float*, const float*, const float*, bool, float*, uint8_t*, int64_t,
+                                    int64_t, int64_t, int);
+template void linear_forward<double>(const double*, const double*, const double*, bool, double*, uint8_t*, int64_t,
+                                     int64_t, int64_t, int);
+template void linear_backward<float>(const float*, const uint8_t*, bool, const float*, const float*, float*, float*,
+                                     float*, int64_t, int64_t, int64_t, int);
+template void linear_backward<double>(const double*, const uint8_t*, bool, const double*, const double*, double*,
+                                      double*, double*, int64_t, int64_t, int64_t, int);
+
+}  // namespace tinytl

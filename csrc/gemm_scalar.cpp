@@ -1,0 +1,41 @@
+// gemm_kernel.h with one lane per "vector": the portable fallback for any CPU (compiled with
+// the module's baseline flags; no FMA contraction, so a product and a sum are rounded apart).
+// A 2 x 8 tile of scalars: the compiler keeps the 16 accumulators in registers.
+#include "gemm_isa.h"
+
+namespace tinytl {
+namespace gemm_scalar {
+
+template <typename TT>
+struct VS {
+    using T = TT;
+    using R = TT;
+    static constexpr int W = 1;
+    static R zero() { return R(0); }
+    static R set1(T a) { return a; }
+    static R load(const T* p) { return *p; }
+    static void store(T* p, R v) { *p = v; }
+    static R fma(R a, R b, R c) { return a * b + c; }
+    static R add(R a, R b) { return a + b; }
+    static R relu(R v) { return v < R(0) ? R(0) : v; }
+    static uint64_t gt0_bits(R v) { return v > R(0) ? 1u : 0u; }
+    static R mul01(R v, uint64_t bits) { return v * R(bits & 1u); }
+};
+using VF = VS<float>;
+using VD = VS<double>;
+
+constexpr int64_t KC = 256;
+#include "gemm_kernel.h"
+
+}  // namespace gemm_scalar
+
+using gemm_scalar::VF;
+using gemm_scalar::VD;
+using gemm_scalar::gemm_nn;
+using gemm_scalar::pack_grad;
+using gemm_scalar::transpose;
+using gemm_scalar::fma_peak;
+TINYTL_GEMM_OPS(gemm_ops_scalar_f, "scalar", float, VF, 2, 8)
+TINYTL_GEMM_OPS(gemm_ops_scalar_d, "scalar", double, VD, 2, 8)
+
+}  // namespace tinytl
