@@ -10,8 +10,10 @@ interleaved, after warm-up (the protocol is in ``bench/common.py``):
   compiled kernels are active, to show what they buy on a whole step.
 
 Also: the ceilings of this machine (GEMM GFLOP/s of NumPy's BLAS and of PyTorch
-on the shapes used, memory bandwidth), the kernels alone against their
-reference (``bench/kernels.py``), import cost and peak memory (subprocesses).
+on the shapes used, memory bandwidth, one core's FMA peak, and each GEMM of a
+small-batch step, tinytl's fused one beside the BLAS's: ``bench/gemm_table.py``),
+the kernels alone against their reference (``bench/kernels.py``), import cost
+and peak memory (subprocesses).
 One table is printed; ``--out`` writes the same figures as JSON.
 
 ``main(argv)`` is the entry point (``python -m tinytl bench`` calls it).
@@ -55,6 +57,7 @@ import numpy_mlp  # noqa: E402
 import tinytl_mlp  # noqa: E402
 import torch_mlp  # noqa: E402
 import dropout_adam  # noqa: E402
+import gemm_table  # noqa: E402
 from kernels import kernel_cases  # noqa: E402
 
 torch = torch_mlp.torch
@@ -77,10 +80,14 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
 }
 ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
 
-MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps
-    "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100),
-    "quick": dict(blocks=5, block_s=0.04, warmup_s=0.1, import_runs=4, rss_repeats=1, rss_steps=100),
-    "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3),
+MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps,
+           # the batches of 0-ceilings' per-GEMM table (784-128-10)
+    "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100,
+                 gemm_table_batches=(32, 128)),
+    "quick": dict(blocks=5, block_s=0.04, warmup_s=0.1, import_runs=4, rss_repeats=1, rss_steps=100,
+                  gemm_table_batches=(32,)),
+    "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3,
+                  gemm_table_batches=(32,)),
 }
 QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import"]
 SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
@@ -271,6 +278,9 @@ def ceilings(report, cfg, pause, cases):
         report.p(f"  {cid:<14}{flops / 1e9:8.4f}  {fmt_t(g['numpy']['time_s']):>10} {g['numpy']['gflops']:8.1f}  "
                  f"{fmt_t(tt.get('time_s', float('nan'))):>10} {tt.get('gflops', float('nan')):8.1f}")
     report.data["gemm"] = gem
+    if "0-ceilings" in cases:
+        peak = gemm_table.fma_peak(report, cfg, pause)
+        gemm_table.run(report, cfg, pause, fmt_t, torch, cfg["gemm_table_batches"], peak)
     return best, gem
 
 
