@@ -70,6 +70,10 @@ MLP_CASES = {
     "2-mlp-b128": dict(sizes=(784, 128, 10), batch=128, targets=[("tinytl/torch", 0.50), ("tinytl/numpy", 0.85)]),
     "3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024,
                         targets=[("tinytl/torch", 1.0), ("tinytl/numpy", 1.0)]),
+    # issue 20: the demo's fine-tuning sizes, and a tiny MLP where only the framework's overhead counts
+    "10-mlp-ft-b20": dict(sizes=(40, 128, 128, 5), batch=20, targets=[("tinytl/numpy", 0.5)]),
+    "10-mlp-ft-b64": dict(sizes=(40, 128, 128, 5), batch=64, targets=[("tinytl/numpy", 0.5)]),
+    "11-mlp-tiny": dict(sizes=(8, 16, 4), batch=4, targets=[("tinytl/numpy", 0.8)]),
 }
 HEAD_CASE = dict(sizes=(784, 1024, 1024, 10), batch=256, limit=0.45)
 CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches dominate, 1.1x on big GEMMs
@@ -78,7 +82,8 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
     "cuda-3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024, targets=[("tinytl/torch", 1.1)]),
     "cuda-4-mlp-4096": dict(sizes=(784, 4096, 4096, 10), batch=4096, targets=[("tinytl/torch", 1.1)]),
 }
-ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
+ALL_CASES = sorted(["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory",
+                    "9-dropout-adam"], key=lambda c: int(c.split("-")[0]))
 
 MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps,
            # the batches of 0-ceilings' per-GEMM table (784-128-10)
@@ -89,8 +94,18 @@ MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs,
     "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3,
                   gemm_table_batches=(32,)),
 }
-QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import"]
-SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
+QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import", "10-mlp-ft-b20", "10-mlp-ft-b64",
+               "11-mlp-tiny"]
+SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam",
+               "11-mlp-tiny"]
+
+
+def case_selected(cid: str, filters) -> bool:
+    """Whether ``--cases`` selects ``cid``: a filter that is a number selects the case of that
+    number ("1" is 1-mlp-b32, not 10-... or 11-...); any other filter matches as a substring."""
+    if not filters:
+        return True
+    return any(cid.split("-")[0] == f if f.isdigit() else f in cid for f in filters)
 
 
 def fmt_t(s: float) -> str:
@@ -615,7 +630,7 @@ def profile(report, selected, steps=200):
     report.p("\n== profile of the tinytl step ==")
     prof = {}
     for cid, spec in MLP_CASES.items():
-        if selected and not any(s in cid for s in selected):
+        if not case_selected(cid, selected):
             continue
         sizes, batch = spec["sizes"], spec["batch"]
         m = _mlps(sizes, batch)
@@ -677,10 +692,10 @@ def print_targets(report):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="a reduced set, in under a minute")
+    mode.add_argument("--quick", action="store_true", help="a reduced set")
     mode.add_argument("--smoke", action="store_true", help="every code path on tiny settings, a few seconds")
-    ap.add_argument("--cases", default="", help="comma-separated filters on case ids (substring match): "
-                    + ", ".join(ALL_CASES))
+    ap.add_argument("--cases", default="", help="comma-separated filters on case ids (a number selects that "
+                    "case, other text matches as a substring): " + ", ".join(ALL_CASES))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--pause", type=float, default=None, help=f"seconds slept before each timed block "
                     f"(default {common.DEFAULT_PAUSE})")
@@ -702,8 +717,9 @@ def main(argv=None) -> int:
         cfg["blocks"] = args.blocks
     pause = args.pause if args.pause is not None else (0.02 if mode == "smoke" else common.DEFAULT_PAUSE)
     selected = [s.strip() for s in args.cases.split(",") if s.strip()]
-    base = SMOKE_CASES if mode == "smoke" else QUICK_CASES if mode == "quick" else ALL_CASES
-    cases = [c for c in base if not selected or any(s in c for s in selected)]
+    # --cases picks from every case; without it the mode's own set runs (--quick/--smoke also set the sizes)
+    base = ALL_CASES if selected or mode == "full" else SMOKE_CASES if mode == "smoke" else QUICK_CASES
+    cases = [c for c in base if case_selected(c, selected)]
 
     if torch is not None:
         torch.set_num_threads(_torch_threads())
