@@ -13,7 +13,8 @@ Also: the ceilings of this machine (GEMM GFLOP/s of NumPy's BLAS and of PyTorch
 on the shapes used, memory bandwidth, one core's FMA peak, and each GEMM of a
 small-batch step, tinytl's fused one beside the BLAS's: ``bench/gemm_table.py``),
 the kernels alone against their reference (``bench/kernels.py``), import cost
-and peak memory (subprocesses).
+and peak memory (subprocesses), and small steps beside a CPU-bound neighbour
+process (``bench/busy.py``).
 One table is printed; ``--out`` writes the same figures as JSON.
 
 ``main(argv)`` is the entry point (``python -m tinytl bench`` calls it).
@@ -57,6 +58,7 @@ import numpy_mlp  # noqa: E402
 import tinytl_mlp  # noqa: E402
 import torch_mlp  # noqa: E402
 import dropout_adam  # noqa: E402
+import busy  # noqa: E402
 import gemm_table  # noqa: E402
 from kernels import kernel_cases  # noqa: E402
 
@@ -83,7 +85,7 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
     "cuda-4-mlp-4096": dict(sizes=(784, 4096, 4096, 10), batch=4096, targets=[("tinytl/torch", 1.1)]),
 }
 ALL_CASES = sorted(["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory",
-                    "9-dropout-adam"], key=lambda c: int(c.split("-")[0]))
+                    "9-dropout-adam", "12-busy"], key=lambda c: int(c.split("-")[0]))
 
 MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps,
            # the batches of 0-ceilings' per-GEMM table (784-128-10)
@@ -97,7 +99,7 @@ MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs,
 QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import", "10-mlp-ft-b20", "10-mlp-ft-b64",
                "11-mlp-tiny"]
 SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam",
-               "11-mlp-tiny"]
+               "11-mlp-tiny", "12-busy"]
 
 
 def case_selected(cid: str, filters) -> bool:
@@ -768,6 +770,8 @@ def main(argv=None) -> int:
             rss_case(report, cfg_use)
         if "8-memory" in cases:
             memory_bench.memory_case(report, cfg_use, pause, fmt_t, smoke=mode == "smoke")
+        if "12-busy" in cases:
+            busy.run(report, cfg_use, pause, fmt_t, _mlps)
         if mode == "full":
             report.p("")
             verdicts.append(aa_control(report, cfg_use, pause, tag="aa_end"))
