@@ -125,7 +125,9 @@ def _relerr(got, want) -> float:
 
 
 def _rows(batch, C, torch):
-    """[(name, product text, flops, {entry: fn}, check() -> relative error or None)] for one batch."""
+    """The table's rows for one batch: dicts of name, product and epilogue texts, (M, K, N), the
+    callables of each column (tinytl, numpy, numpy_epi, torch; None where there is none) and
+    check() -> tinytl's worst relative error against the float64 products."""
     rng = np.random.default_rng(0)
     f32 = np.float32
     R = tl.kernels.reference
@@ -147,7 +149,6 @@ def _rows(batch, C, torch):
 
     W0T, W1T = W0.T, W1.T                                  # (in, out), C-contiguous: the NumPy MLP's layout
     y0, y1 = np.empty((N, n_hid), f32), np.empty((N, n_out), f32)
-    m0 = np.empty((N, n_hid), f32)
     y0_mask = np.empty_like(mask0)
     z0, z1 = np.empty((N, n_hid), f32), np.empty((N, n_out), f32)
     gW0T, gW1T = np.empty((n_in, n_hid), f32), np.empty((n_hid, n_out), f32)
