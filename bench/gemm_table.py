@@ -38,7 +38,8 @@ head xgrad      g @ W1: N x 10 @ 10 x 128    none (no numpy+epi entry)
 
 GFLOP/s count the GEMM's 2*M*K*N only, so an epilogue's cost shows as lost
 GFLOP/s; each figure is also given as a percentage of the float32 peak measured
-in the same run. Before timing, each tinytl product is checked against the
+in the same run (a threaded tinytl GEMM, ``_C.gemm_threads(flops) > 1``, is
+flagged on its row). Before timing, each tinytl product is checked against the
 float64 product (relative error <= 1e-4), so a fast but wrong kernel shows.
 Issue 20's targets: layer 0's forward and weight gradient at batch 32 >= 60% of
 the peak; the head's products (0.1 MFLOP) are bound by call overhead, reported.
@@ -74,6 +75,20 @@ def _binding(*names):
 
 def _nan():
     return float("nan")
+
+
+def _backward(C):
+    """``C.linear_backward`` as f(grad, mask, relu, x, weight, bias_grad, input_grad).
+
+    Where the binding has an ``input_grad`` argument it is passed on (and the weight is
+    always given: it sets gW's layout); otherwise the input gradient is asked for by
+    passing the weight, and None stands for "no input gradient".
+    """
+    f = C.linear_backward
+    if "input_grad" in (f.__doc__ or ""):
+        return f
+    return lambda g, mask, relu, x, w, bias_grad, input_grad: f(g, mask, relu, x, w if input_grad else None,
+                                                                  bias_grad)
 
 
 # ------------------------------------------------------------------ peak ----
@@ -147,6 +162,7 @@ def _rows(batch, C, torch):
     g1 = rng.standard_normal((N, n_out)).astype(f32)      # dL/dlogits
     g0m = g0.astype(np.float64) * (h0 > 0)                 # g' of layer 0
 
+    bwd = _backward(C) if C else None
     W0T, W1T = W0.T, W1.T                                  # (in, out), C-contiguous: the NumPy MLP's layout
     y0, y1 = np.empty((N, n_hid), f32), np.empty((N, n_out), f32)
     y0_mask = np.empty_like(mask0)
@@ -187,8 +203,8 @@ def _rows(batch, C, torch):
         dict(name="L0 wgrad", product=f"{n_hid}x{N} @ {N}x{n_in}", epilogue="ReLU mask on g + bias grad",
              mkn=(n_hid, N, n_in),
              numpy=lambda: np.matmul(x.T, g0n, out=gW0T), numpy_epi=np_l0_wgrad,
-             tinytl=(lambda: C.linear_backward(g0, mask0, True, x, None, True)) if C else None,
-             check=lambda: _check_backward(C.linear_backward(g0, mask0, True, x, None, True),
+             tinytl=(lambda: bwd(g0, mask0, True, x, W0, True, False)) if C else None,
+             check=lambda: _check_backward(bwd(g0, mask0, True, x, W0, True, False),
                                            None, g0m.T @ x, g0m.sum(0)),
              torch=("mm_t", x, g0, (n_in, n_hid))),
         dict(name="head fwd", product=f"{N}x{n_hid} @ {n_hid}x{n_out}", epilogue="bias",
@@ -200,15 +216,15 @@ def _rows(batch, C, torch):
         dict(name="head wgrad", product=f"{n_out}x{N} @ {N}x{n_hid}", epilogue="bias grad",
              mkn=(n_out, N, n_hid),
              numpy=lambda: np.matmul(h0.T, g1, out=gW1T), numpy_epi=np_head_wgrad,
-             tinytl=(lambda: C.linear_backward(g1, None, False, h0, None, True)) if C else None,
-             check=lambda: _check_backward(C.linear_backward(g1, None, False, h0, None, True),
+             tinytl=(lambda: bwd(g1, None, False, h0, W1, True, False)) if C else None,
+             check=lambda: _check_backward(bwd(g1, None, False, h0, W1, True, False),
                                            None, g1.astype(np.float64).T @ h0, g1.astype(np.float64).sum(0)),
              torch=("mm_t", h0, g1, (n_hid, n_out))),
         dict(name="head xgrad", product=f"{N}x{n_out} @ {n_out}x{n_hid}", epilogue="-",
              mkn=(N, n_out, n_hid),
              numpy=lambda: np.matmul(g1, W1T.T, out=gh), numpy_epi=None,
-             tinytl=(lambda: C.linear_backward(g1, None, False, None, W1, False)) if C else None,
-             check=lambda: _check_backward(C.linear_backward(g1, None, False, None, W1, False),
+             tinytl=(lambda: bwd(g1, None, False, None, W1, False, True)) if C else None,
+             check=lambda: _check_backward(bwd(g1, None, False, None, W1, False, True),
                                            g1.astype(np.float64) @ W1, None, None),
              torch=("mm_bt", g1, W1T, (N, n_hid))),
     ]
@@ -288,12 +304,15 @@ def run(report, cfg, pause, fmt_t, torch, batches, peak):
                              pct_peak=100 * flops / v.median / 1e9 / peak32 if peak32 else _nan())
                     for k_, v in res.items()}
             ok = None if check is None else check <= CHECK_RTOL
+            threads = int(C.gemm_threads(flops)) if C is not None and hasattr(C, "gemm_threads") else None
             tab[r["name"]] = dict(product=r["product"], epilogue=r["epilogue"], mkn=list(r["mkn"]), flops=flops,
                                   libs=libs, entries={k_: v.as_dict() for k_, v in res.items()},
-                                  tinytl_check_relerr=check, tinytl_check_ok=ok, tinytl_error=err)
+                                  tinytl_check_relerr=check, tinytl_check_ok=ok, tinytl_error=err,
+                                  tinytl_threads=threads)
             report.p(f"  {r['name']:<11}{r['product']:<19}{r['epilogue']:<27}{flops / 1e6:6.2f}  "
                      + "".join(_cell(fmt_t, libs.get(k_), "-" if k_ == "numpy+epi" and r["numpy_epi"] is None
                                      else "n/a") for k_ in ("tinytl", "numpy", "numpy+epi", "torch"))
+                     + (f"  (tinytl on {threads} threads)" if threads and threads > 1 else "")
                      + ("" if ok is not False else f"  MISMATCH (rel. error {check:.1e})"))
             if err:
                 report.p(f"  {'':<11}tinytl: {err}")
