@@ -10,8 +10,11 @@ interleaved, after warm-up (the protocol is in ``bench/common.py``):
   compiled kernels are active, to show what they buy on a whole step.
 
 Also: the ceilings of this machine (GEMM GFLOP/s of NumPy's BLAS and of PyTorch
-on the shapes used, memory bandwidth), the kernels alone against their
-reference (``bench/kernels.py``), import cost and peak memory (subprocesses).
+on the shapes used, memory bandwidth, one core's FMA peak, and each GEMM of a
+small-batch step, tinytl's fused one beside the BLAS's: ``bench/gemm_table.py``),
+the kernels alone against their reference (``bench/kernels.py``), import cost
+and peak memory (subprocesses), and small steps beside a CPU-bound neighbour
+process (``bench/busy.py``).
 One table is printed; ``--out`` writes the same figures as JSON.
 
 ``main(argv)`` is the entry point (``python -m tinytl bench`` calls it).
@@ -55,6 +58,8 @@ import numpy_mlp  # noqa: E402
 import tinytl_mlp  # noqa: E402
 import torch_mlp  # noqa: E402
 import dropout_adam  # noqa: E402
+import busy  # noqa: E402
+import gemm_table  # noqa: E402
 from kernels import kernel_cases  # noqa: E402
 
 torch = torch_mlp.torch
@@ -67,6 +72,10 @@ MLP_CASES = {
     "2-mlp-b128": dict(sizes=(784, 128, 10), batch=128, targets=[("tinytl/torch", 0.50), ("tinytl/numpy", 0.85)]),
     "3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024,
                         targets=[("tinytl/torch", 1.0), ("tinytl/numpy", 1.0)]),
+    # issue 20: the demo's fine-tuning sizes, and a tiny MLP where only the framework's overhead counts
+    "10-mlp-ft-b20": dict(sizes=(40, 128, 128, 5), batch=20, targets=[("tinytl/numpy", 0.5)]),
+    "10-mlp-ft-b64": dict(sizes=(40, 128, 128, 5), batch=64, targets=[("tinytl/numpy", 0.5)]),
+    "11-mlp-tiny": dict(sizes=(8, 16, 4), batch=4, targets=[("tinytl/numpy", 0.8)]),
 }
 HEAD_CASE = dict(sizes=(784, 1024, 1024, 10), batch=256, limit=0.45)
 CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches dominate, 1.1x on big GEMMs
@@ -75,15 +84,30 @@ CUDA_CASES = {   # issue 5's targets: no slower than PyTorch CUDA where launches
     "cuda-3-mlp-large": dict(sizes=(784, 1024, 1024, 10), batch=1024, targets=[("tinytl/torch", 1.1)]),
     "cuda-4-mlp-4096": dict(sizes=(784, 4096, 4096, 10), batch=4096, targets=[("tinytl/torch", 1.1)]),
 }
-ALL_CASES = ["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
+ALL_CASES = sorted(["0-ceilings", *MLP_CASES, "4-head", "5-kernels", "6-import", "7-rss", "8-memory",
+                    "9-dropout-adam", "12-busy"], key=lambda c: int(c.split("-")[0]))
 
-MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps
-    "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100),
-    "quick": dict(blocks=5, block_s=0.04, warmup_s=0.1, import_runs=4, rss_repeats=1, rss_steps=100),
-    "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3),
+MODES = {   # blocks per entry, seconds per block, warm-up seconds, import runs, rss repeats, rss steps,
+           # the batches of 0-ceilings' per-GEMM table (784-128-10)
+    "full": dict(blocks=15, block_s=0.1, warmup_s=0.3, import_runs=10, rss_repeats=3, rss_steps=100,
+                 gemm_table_batches=(32, 128)),
+    "quick": dict(blocks=5, block_s=0.04, warmup_s=0.1, import_runs=4, rss_repeats=1, rss_steps=100,
+                  gemm_table_batches=(32,)),
+    "smoke": dict(blocks=2, block_s=0.005, warmup_s=0.0, import_runs=1, rss_repeats=1, rss_steps=3,
+                  gemm_table_batches=(32,)),
 }
-QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import"]
-SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam"]
+QUICK_CASES = ["0-ceilings", "1-mlp-b32", "2-mlp-b128", "5-kernels", "6-import", "10-mlp-ft-b20", "10-mlp-ft-b64",
+               "11-mlp-tiny"]
+SMOKE_CASES = ["0-ceilings", "1-mlp-b32", "4-head", "5-kernels", "6-import", "7-rss", "8-memory", "9-dropout-adam",
+               "11-mlp-tiny", "12-busy"]
+
+
+def case_selected(cid: str, filters) -> bool:
+    """Whether ``--cases`` selects ``cid``: a filter that is a number selects the case of that
+    number ("1" is 1-mlp-b32, not 10-... or 11-...); any other filter matches as a substring."""
+    if not filters:
+        return True
+    return any(cid.split("-")[0] == f if f.isdigit() else f in cid for f in filters)
 
 
 def fmt_t(s: float) -> str:
@@ -271,6 +295,9 @@ def ceilings(report, cfg, pause, cases):
         report.p(f"  {cid:<14}{flops / 1e9:8.4f}  {fmt_t(g['numpy']['time_s']):>10} {g['numpy']['gflops']:8.1f}  "
                  f"{fmt_t(tt.get('time_s', float('nan'))):>10} {tt.get('gflops', float('nan')):8.1f}")
     report.data["gemm"] = gem
+    if "0-ceilings" in cases:
+        peak = gemm_table.fma_peak(report, cfg, pause)
+        gemm_table.run(report, cfg, pause, fmt_t, torch, cfg["gemm_table_batches"], peak)
     return best, gem
 
 
@@ -605,7 +632,7 @@ def profile(report, selected, steps=200):
     report.p("\n== profile of the tinytl step ==")
     prof = {}
     for cid, spec in MLP_CASES.items():
-        if selected and not any(s in cid for s in selected):
+        if not case_selected(cid, selected):
             continue
         sizes, batch = spec["sizes"], spec["batch"]
         m = _mlps(sizes, batch)
@@ -667,10 +694,10 @@ def print_targets(report):
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="a reduced set, in under a minute")
+    mode.add_argument("--quick", action="store_true", help="a reduced set")
     mode.add_argument("--smoke", action="store_true", help="every code path on tiny settings, a few seconds")
-    ap.add_argument("--cases", default="", help="comma-separated filters on case ids (substring match): "
-                    + ", ".join(ALL_CASES))
+    ap.add_argument("--cases", default="", help="comma-separated filters on case ids (a number selects that "
+                    "case, other text matches as a substring): " + ", ".join(ALL_CASES))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--pause", type=float, default=None, help=f"seconds slept before each timed block "
                     f"(default {common.DEFAULT_PAUSE})")
@@ -692,8 +719,9 @@ def main(argv=None) -> int:
         cfg["blocks"] = args.blocks
     pause = args.pause if args.pause is not None else (0.02 if mode == "smoke" else common.DEFAULT_PAUSE)
     selected = [s.strip() for s in args.cases.split(",") if s.strip()]
-    base = SMOKE_CASES if mode == "smoke" else QUICK_CASES if mode == "quick" else ALL_CASES
-    cases = [c for c in base if not selected or any(s in c for s in selected)]
+    # --cases picks from every case; without it the mode's own set runs (--quick/--smoke also set the sizes)
+    base = ALL_CASES if selected or mode == "full" else SMOKE_CASES if mode == "smoke" else QUICK_CASES
+    cases = [c for c in base if case_selected(c, selected)]
 
     if torch is not None:
         torch.set_num_threads(_torch_threads())
@@ -742,6 +770,8 @@ def main(argv=None) -> int:
             rss_case(report, cfg_use)
         if "8-memory" in cases:
             memory_bench.memory_case(report, cfg_use, pause, fmt_t, smoke=mode == "smoke")
+        if "12-busy" in cases:
+            busy.run(report, cfg_use, pause, fmt_t, _mlps)
         if mode == "full":
             report.p("")
             verdicts.append(aa_control(report, cfg_use, pause, tag="aa_end"))
