@@ -40,7 +40,7 @@ struct VD {
     static R mul01(R v, uint64_t bits) { return _mm512_mul_pd(v, _mm512_maskz_mov_pd(__mmask8(bits), set1(1.0))); }
 };
 
-constexpr int64_t KC = 256;
+constexpr int64_t KC = 128;  // a KC x 64 float (x 32 double) block of B is 32 KiB: it stays in L1 (48 KiB)
 #include "gemm_kernel.h"
 
 }  // namespace gemm_avx512
