@@ -16,10 +16,13 @@
 
 namespace tinytl {
 
-// Below this many floating-point operations a product runs on one thread: starting a second
-// costs 20-50 us, and a thread that waits for a core a neighbour holds costs far more
-// (bench/README.md, "Threads", has the measurements this comes from).
-constexpr double kGemmTwoThreadFlops = 24e6;
+// Below this many floating-point operations a product runs on one thread. Measured with
+// bench/gemm_crossover.py (2-core Xeon VM): the median of two threads' time over one thread's was
+// 1.4 for products of 4-16 MFLOP, 1.21 for 16-64, 1.07 for 64-256 and 0.83 for 256 MFLOP-1 GFLOP
+// (float32; float64 alike): a std::thread started per call costs ~60-150 us here, and a second
+// thread is also the first thing a busy neighbour delays. kernels/cpu.py sends products above
+// ~16 MFLOP to the BLAS anyway, so the small-batch path runs on one thread.
+constexpr double kGemmTwoThreadFlops = 256e6;
 
 namespace {
 
@@ -84,19 +87,48 @@ const GemmOps<T>& ops() {
     return o;
 }
 
-// A 64-byte-aligned scratch array (rows of packed operands start on cache lines).
+// A 64-byte-aligned scratch array (rows of packed operands start on cache lines). Up to
+// kKeepBytes it is the calling thread's buffer for that slot, kept between calls: freshly
+// allocated memory costs a page fault per 4 KiB on first touch (~10 us for a 128 x 128 float
+// weight), more than the product it serves at small sizes. Larger ones are allocated per call.
+constexpr size_t kKeepBytes = size_t(4) << 20;
+
+struct Aligned {
+    void* p = nullptr;
+    size_t bytes = 0;
+    ~Aligned() { std::free(p); }
+};
+
 template <typename T>
 struct Scratch {
-    std::unique_ptr<T, void (*)(void*)> p{nullptr, std::free};
-    explicit Scratch(int64_t n) {
+    std::unique_ptr<T, void (*)(void*)> owned{nullptr, std::free};
+    T* ptr = nullptr;
+    Scratch(int slot, int64_t n) {
         if (n <= 0) return;
         const size_t bytes = (size_t(n) * sizeof(T) + 63) / 64 * 64;
+        if (bytes <= kKeepBytes) {
+            thread_local Aligned kept[3];
+            Aligned& k = kept[slot];
+            if (k.bytes < bytes) {
+                void* q = std::aligned_alloc(64, bytes);
+                if (!q) throw std::bad_alloc();
+                std::free(k.p);
+                k.p = q;
+                k.bytes = bytes;
+            }
+            ptr = static_cast<T*>(k.p);
+            return;
+        }
         void* q = std::aligned_alloc(64, bytes);
         if (!q) throw std::bad_alloc();
-        p.reset(static_cast<T*>(q));
+        owned.reset(static_cast<T*>(q));
+        ptr = owned.get();
     }
-    T* get() const { return p.get(); }
+    T* get() const { return ptr; }
 };
+
+// The scratch slots of one call (each used once per call, so none aliases another).
+enum Slot { kWork = 0, kGrad = 1, kPackA = 2 };
 
 // Elements per 64 bytes: packed rows are padded to a multiple of this.
 template <typename T>
@@ -111,8 +143,14 @@ void run_nn(int threads, int64_t M, int64_t N, int64_t K, const T* A, int64_t rs
     const GemmOps<T>& o = ops<T>();
     const int64_t panels = (N + o.nr - 1) / o.nr;
     if (M == 0 || N == 0) return;
-    parallel_chunks(threads, panels, [&](int64_t j0, int64_t j1) {
-        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1);
+    // each thread's panels get their own packing buffer (64-byte aligned)
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, panels));
+    const int64_t per = (panels + nt - 1) / nt + 1;            // panels of the largest chunk, and one spare
+    Scratch<T> work(kWork, nt * per * o.kc * o.nr);
+    T* wp = work.get();
+    parallel_chunks(nt, panels, [&](int64_t j0, int64_t j1) {
+        const int64_t t = j0 * nt / panels;                    // this chunk's index (chunks are even splits)
+        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1, wp + t * per * o.kc * o.nr);
     });
 }
 
@@ -141,7 +179,7 @@ void linear_backward(const T* grad, const uint8_t* mask, bool relu, const T* x, 
     // g, packed once into aligned rows (mask applied, bias gradient summed in the same pass);
     // both products read it
     const int64_t ldg = round_up(std::max<int64_t>(N, 1), kLine<T>);
-    Scratch<T> gm(M * ldg);
+    Scratch<T> gm(kGrad, M * ldg);
     std::vector<double> colsum(bias_grad ? size_t(N) : 0, 0.0);
     o.pack_grad(grad, mask, relu, M, N, gm.get(), ldg, bias_grad ? colsum.data() : nullptr);
     if (bias_grad)
@@ -157,21 +195,12 @@ void linear_backward(const T* grad, const uint8_t* mask, bool relu, const T* x, 
             return;
         }
         const int nt = resolve_threads(threads, 2.0 * double(M) * double(K) * double(N));
-        if (N * K <= M * (N + K)) {
-            // the weight is the smaller operand: W packed row-major (N, K), then gx = g @ W
-            const int64_t ldw = round_up(K, kLine<T>);
-            Scratch<T> w(N * ldw);
-            o.transpose(wt, K, N, N, w.get(), ldw);
-            run_nn<T>(nt, M, K, N, gm.get(), ldg, 1, w.get(), ldw, gx, K, nullptr, false, nullptr, 0);
-        } else {
-            // the batch is: gx.T (K, M) = wt @ g.T with the weight read in place, g.T packed,
-            // and the (K, M) result transposed into gx (M * (N + K) elements moved, not N * K)
-            const int64_t ldm = round_up(M, kLine<T>);
-            Scratch<T> gt(N * ldm), ct(K * ldm);
-            o.transpose(gm.get(), M, N, ldg, gt.get(), ldm);
-            run_nn<T>(nt, K, M, N, wt, N, 1, gt.get(), ldm, ct.get(), ldm, nullptr, false, nullptr, 0);
-            o.transpose(ct.get(), K, M, ldm, gx, K);
-        }
+        // W = wt.T packed row-major (N, K) by blocks transposed in registers (N * K elements
+        // moved, cheap beside the M * N * K multiply-adds), then gx = g @ W
+        const int64_t ldw = round_up(K, kLine<T>);
+        Scratch<T> w(kPackA, N * ldw);
+        o.transpose(wt, K, N, N, w.get(), ldw);
+        run_nn<T>(nt, M, K, N, gm.get(), ldg, 1, w.get(), ldw, gx, K, nullptr, false, nullptr, 0);
     }
 }
 

@@ -26,6 +26,11 @@ struct VF {
         const __m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(bits)), sel), sel);
         return _mm256_mul_ps(v, _mm256_and_ps(_mm256_castsi256_ps(on), set1(1.0f)));
     }
+    // d[c * ldd + r] = s[r * lds + c] for a W x W block: one gather per column
+    static void transpose_block(const T* s, int64_t lds, T* d, int64_t ldd) {
+        const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(lds)));
+        for (int c = 0; c < W; ++c) store(d + c * ldd, _mm256_i32gather_ps(s + c, idx, 4));
+    }
 };
 
 struct VD {
@@ -45,6 +50,10 @@ struct VD {
         const __m256i on = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x((long long)bits), sel), sel);
         return _mm256_mul_pd(v, _mm256_and_pd(_mm256_castsi256_pd(on), set1(1.0)));
     }
+    static void transpose_block(const T* s, int64_t lds, T* d, int64_t ldd) {
+        const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(lds)));
+        for (int c = 0; c < W; ++c) store(d + c * ldd, _mm256_i32gather_pd(s + c, idx, 8));
+    }
 };
 
 constexpr int64_t KC = 256;
@@ -58,6 +67,7 @@ using gemm_avx2::gemm_nn;
 using gemm_avx2::pack_grad;
 using gemm_avx2::transpose;
 using gemm_avx2::fma_peak;
+using gemm_avx2::KC;
 TINYTL_GEMM_OPS(gemm_ops_avx2_f, "avx2", float, VF, 6, 2)
 TINYTL_GEMM_OPS(gemm_ops_avx2_d, "avx2", double, VD, 6, 2)
 

@@ -9,10 +9,11 @@ template <typename T>
 struct GemmOps {
     const char* isa;   // "avx512", "avx2" or "scalar"
     int64_t nr;        // the column-panel width (a multiple of 8)
+    int64_t kc;        // the reduction block: nn's work holds KC x nr elements per panel
     // C = A @ B (+ bias, ReLU, packed mask) on column panels [jp0, jp1); gemm_kernel.h's gemm_nn
     void (*nn)(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t ldb,
                T* C, int64_t ldc, const T* bias, bool relu, uint8_t* mask, int64_t mask_ld, int64_t jp0,
-               int64_t jp1);
+               int64_t jp1, T* work);
     // gm = relu ? grad * mask : grad, colsum += column sums (gemm_kernel.h's pack_grad)
     void (*pack_grad)(const T* grad, const uint8_t* mask, bool relu, int64_t M, int64_t N, T* gm, int64_t ldg,
                       double* colsum);
@@ -41,9 +42,10 @@ GemmOps<double> gemm_ops_avx512_d();
         GemmOps<T> o;                                                                                   \
         o.isa = ISA;                                                                                    \
         o.nr = int64_t(NV) * V::W;                                                                      \
+        o.kc = KC;                                                                                      \
         o.nn = &gemm_nn<V, MR, NV>;                                                                     \
         o.pack_grad = &pack_grad<V>;                                                                    \
-        o.transpose = &transpose<T>;                                                                    \
+        o.transpose = &transpose<V>;                                                                    \
         o.fma_peak = &fma_peak<V>;                                                                      \
         return o;                                                                                       \
     }

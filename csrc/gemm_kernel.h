@@ -19,7 +19,7 @@
 // Requires, before inclusion: using T-generic traits VF, VD with
 //   R (register type), W (lanes), zero(), set1(x), load(p), store(p, v), fma(a, b, c) = a*b + c,
 //   add(a, b), relu(v) (max(0, v) keeping NaN), gt0_bits(v) (bit l = lane l > 0),
-//   mul01(v, bits) (v times 0/1 per lane from bits, NaN kept), and
+//   mul01(v, bits) (v times 0/1 per lane from bits, NaN kept), transpose_block(s, lds, d, ldd) (a W x W block), and
 // constants MR_F, NV_F, MR_D, NV_D (tile sizes) and KC (reduction block).
 
 // No std:: templates in this file: it is compiled with other -m flags than the rest of the
@@ -126,81 +126,88 @@ static void store_tile(typename V::T* C, int64_t ldc, int64_t mr, int64_t j0, in
     }
 }
 
-// One column panel of C[0:M, 0:N] = A @ B (then the epilogue): columns [j0, j0 + nc), nc <= NV*W.
-// A(i, p) = A[i * rsa + p * csa]; B rows ldb apart. Rows are blocked by MR, the reduction by
-// KC: the partial sums of a tile go through C between blocks (the tile is in L1), the
-// epilogue runs after the last block. A narrower panel is copied zero-padded (below), so the
-// micro-kernel never reads past B's rows.
+// One KC-block of the reduction, p0 <= p < p0 + kc, for one column panel of C = A @ B:
+// columns [j0, j0 + nc), nc <= NV*W, all M rows in tiles of MR. A(i, p) = A[i * rsa + p * csa];
+// Bp: the block's kc rows of the panel (NV*W readable elements each), ld apart. The tiles
+// start from zero (first block) or from C (the partial sums of the earlier blocks), and get
+// the epilogue after the last block.
 template <class V, int MR, int NV>
-static void gemm_panel(int64_t M, int64_t K, const typename V::T* A, int64_t rsa, int64_t csa,
-                       const typename V::T* B, int64_t ldb, typename V::T* C, int64_t ldc, const Epilogue<V>& e,
-                       int64_t j0, int64_t nc) {
+static void gemm_block(int64_t M, int64_t p0, int64_t kc, bool last, const typename V::T* A, int64_t rsa,
+                       int64_t csa, const typename V::T* Bp, int64_t ld, typename V::T* C, int64_t ldc,
+                       const Epilogue<V>& e, int64_t j0, int64_t nc) {
     using T = typename V::T;
-    constexpr int64_t NR = int64_t(NV) * V::W;
     const Epilogue<V> plain{};
-    // B is read in place when its rows start on cache lines; otherwise (and for a narrower
-    // panel) each KC x NR block is first copied into an aligned buffer the MR-row tiles share:
-    // a vector load that straddles two cache lines costs two, and halved this kernel's speed
-    const bool copy = nc < NR || (reinterpret_cast<uintptr_t>(B) % 64) != 0 || (ldb * int64_t(sizeof(T))) % 64 != 0;
-    alignas(64) T buf[KC * NR];
-    for (int64_t p0 = 0; p0 < K || p0 == 0; p0 += KC) {
-        const int64_t kc = imin(KC, K - p0);
-        const bool last = p0 + KC >= K;
-        const T* Bp = B + p0 * ldb + j0;
-        int64_t ld = ldb;
-        if (copy) {
-            for (int64_t p = 0; p < kc; ++p) {
-                const T* src = Bp + p * ldb;
-                T* dst = buf + p * NR;
-                for (int64_t c = 0; c < nc; ++c) dst[c] = src[c];
-                for (int64_t c = nc; c < NR; ++c) dst[c] = T(0);
-            }
-            Bp = buf;
-            ld = NR;
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        const int64_t mr = imin(MR, M - i0);
+        Tile<V, MR, NV> acc;
+        for (int i = 0; i < MR; ++i) {
+            if (p0 > 0 && i < mr) load_row<V, NV>(C + (i0 + i) * ldc + j0, nc, acc.r[i]);
+            else for (int v = 0; v < NV; ++v) acc.r[i][v] = V::zero();
         }
-        for (int64_t i0 = 0; i0 < M; i0 += MR) {
-            const int64_t mr = imin(MR, M - i0);
-            Tile<V, MR, NV> acc;
-            for (int i = 0; i < MR; ++i) {
-                if (p0 > 0 && i < mr) load_row<V, NV>(C + (i0 + i) * ldc + j0, nc, acc.r[i]);
-                else for (int v = 0; v < NV; ++v) acc.r[i][v] = V::zero();
-            }
-            if (mr == MR) {
-                micro_kernel<V, MR, NV>(kc, A + i0 * rsa + p0 * csa, rsa, csa, Bp, ld, acc);
-            } else {  // the last rows: copied into MR zero-padded rows (the padding is never stored)
-                alignas(64) T a[MR * KC];
-                for (int i = 0; i < MR; ++i)
-                    for (int64_t p = 0; p < kc; ++p)
-                        a[i * KC + p] = i < mr ? A[(i0 + i) * rsa + (p0 + p) * csa] : T(0);
-                micro_kernel<V, MR, NV>(kc, a, KC, 1, Bp, ld, acc);
-            }
-            store_tile<V, MR, NV>(C, ldc, mr, j0, nc, acc, last ? e : plain, i0);
+        if (mr == MR) {
+            micro_kernel<V, MR, NV>(kc, A + i0 * rsa + p0 * csa, rsa, csa, Bp, ld, acc);
+        } else {  // the last rows: copied into MR zero-padded rows (the padding is never stored)
+            alignas(64) T a[MR * KC];
+            for (int i = 0; i < MR; ++i)
+                for (int64_t p = 0; p < kc; ++p)
+                    a[i * KC + p] = i < mr ? A[(i0 + i) * rsa + (p0 + p) * csa] : T(0);
+            micro_kernel<V, MR, NV>(kc, a, KC, 1, Bp, ld, acc);
         }
+        store_tile<V, MR, NV>(C, ldc, mr, j0, nc, acc, last ? e : plain, i0);
     }
 }
 
 // The last, narrower panel runs on a tile of just enough vectors (NV down to 1): a 10-wide
 // head computes 16 columns, not NV*W.
 template <class V, int MR, int NV>
-static void gemm_tail(int64_t nv, int64_t M, int64_t K, const typename V::T* A, int64_t rsa, int64_t csa,
-                      const typename V::T* B, int64_t ldb, typename V::T* C, int64_t ldc, const Epilogue<V>& e,
-                      int64_t j0, int64_t nc) {
+static void gemm_tail(int64_t nv, int64_t M, int64_t p0, int64_t kc, bool last, const typename V::T* A,
+                      int64_t rsa, int64_t csa, const typename V::T* Bp, int64_t ld, typename V::T* C, int64_t ldc,
+                      const Epilogue<V>& e, int64_t j0, int64_t nc) {
     if constexpr (NV > 1) {
-        if (nv < NV) return gemm_tail<V, MR, NV - 1>(nv, M, K, A, rsa, csa, B, ldb, C, ldc, e, j0, nc);
+        if (nv < NV) return gemm_tail<V, MR, NV - 1>(nv, M, p0, kc, last, A, rsa, csa, Bp, ld, C, ldc, e, j0, nc);
     }
-    gemm_panel<V, MR, NV>(M, K, A, rsa, csa, B, ldb, C, ldc, e, j0, nc);
+    gemm_block<V, MR, NV>(M, p0, kc, last, A, rsa, csa, Bp, ld, C, ldc, e, j0, nc);
 }
 
-// Column panels [jp0, jp1) of C = A @ B (NV*W columns each; the last may be narrower).
+// Column panels [jp0, jp1) of C = A @ B (NV*W columns each; the last may be narrower). The
+// reduction is the outer loop, in blocks of KC rows of B. B is read in place when its rows
+// start on cache lines and it is at most two panels wide; otherwise each block is first
+// packed into `work` (KC x NV*W per panel, 64-byte aligned, the last panel zero padded), read
+// row after row: a vector load that straddles two cache lines costs two (it halved this
+// kernel's speed on NumPy's 16-byte-aligned arrays), and a panel of a wide B read alone is
+// KC short rows a page apart, which no prefetcher follows. C's partial sums wait in C.
 template <class V, int MR, int NV>
 static void gemm_panels(int64_t M, int64_t N, int64_t K, const typename V::T* A, int64_t rsa, int64_t csa,
                         const typename V::T* B, int64_t ldb, typename V::T* C, int64_t ldc, const Epilogue<V>& e,
-                        int64_t jp0, int64_t jp1) {
+                        int64_t jp0, int64_t jp1, typename V::T* work) {
+    using T = typename V::T;
     constexpr int64_t NR = int64_t(NV) * V::W;
-    for (int64_t jp = jp0; jp < jp1; ++jp) {
-        const int64_t j0 = jp * NR, nc = imin(NR, N - j0);
-        if (nc == NR) gemm_panel<V, MR, NV>(M, K, A, rsa, csa, B, ldb, C, ldc, e, j0, nc);
-        else gemm_tail<V, MR, NV>((nc + V::W - 1) / V::W, M, K, A, rsa, csa, B, ldb, C, ldc, e, j0, nc);
+    // (a few rows reuse each element of B too few times to pay for copying it)
+    const bool pack = M > 2 * MR && ((reinterpret_cast<uintptr_t>(B) % 64) != 0 ||
+                                     (ldb * int64_t(sizeof(T))) % 64 != 0 || jp1 - jp0 > 2);
+    const int64_t c1 = imin(N, jp1 * NR);                   // the end of these panels' columns
+    for (int64_t p0 = 0; p0 < K || p0 == 0; p0 += KC) {
+        const int64_t kc = imin(KC, K - p0);
+        const bool last = p0 + KC >= K;
+        if (pack || c1 < jp1 * NR) {                           // (only the narrow last panel, when not pack)
+            for (int64_t p = 0; p < kc; ++p) {
+                const T* src = B + (p0 + p) * ldb;
+                for (int64_t jp = pack ? jp0 : jp1 - 1; jp < jp1; ++jp) {
+                    const int64_t nc = imin(NR, N - jp * NR);
+                    T* dst = work + (jp - jp0) * KC * NR + p * NR;
+                    for (int64_t c = 0; c < nc; ++c) dst[c] = src[jp * NR + c];
+                    for (int64_t c = nc; c < NR; ++c) dst[c] = T(0);
+                }
+            }
+        }
+        for (int64_t jp = jp0; jp < jp1; ++jp) {
+            const int64_t j0 = jp * NR, nc = imin(NR, N - j0);
+            const bool packed = pack || nc < NR;
+            const T* Bp = packed ? work + (jp - jp0) * KC * NR : B + p0 * ldb + j0;
+            const int64_t ld = packed ? NR : ldb;
+            if (nc == NR) gemm_block<V, MR, NV>(M, p0, kc, last, A, rsa, csa, Bp, ld, C, ldc, e, j0, nc);
+            else gemm_tail<V, MR, NV>((nc + V::W - 1) / V::W, M, p0, kc, last, A, rsa, csa, Bp, ld, C, ldc, e, j0, nc);
+        }
     }
 }
 
@@ -234,15 +241,19 @@ static void pack_grad(const typename V::T* grad, const uint8_t* mask, bool relu,
     }
 }
 
-// dst[c, r] = src[r, c] for an R x Cc matrix (rows lds apart; dst rows ldd apart), in 8 x 8 blocks.
-template <class T>
-static void transpose(const T* src, int64_t R, int64_t Cc, int64_t lds, T* dst, int64_t ldd) {
-    for (int64_t r0 = 0; r0 < R; r0 += 8)
-        for (int64_t c0 = 0; c0 < Cc; c0 += 8) {
-            const int64_t r1 = imin(r0 + 8, R), c1 = imin(c0 + 8, Cc);
-            for (int64_t c = c0; c < c1; ++c)
-                for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
-        }
+// dst[c, r] = src[r, c] for an R x Cc matrix (rows lds apart; dst rows ldd apart), in W x W
+// blocks transposed in registers (V::transpose_block), the edges one element at a time.
+template <class V>
+static void transpose(const typename V::T* src, int64_t R, int64_t Cc, int64_t lds, typename V::T* dst, int64_t ldd) {
+    const int64_t rv = lds < (int64_t(1) << 31) / V::W ? R / V::W * V::W : 0;  // AVX2's gathers: int32 offsets
+    const int64_t cv = Cc / V::W * V::W;
+    for (int64_t r = 0; r < rv; r += V::W) {
+        for (int64_t c = 0; c < cv; c += V::W) V::transpose_block(src + r * lds + c, lds, dst + c * ldd + r, ldd);
+        for (int64_t c = cv; c < Cc; ++c)
+            for (int64_t i = r; i < r + V::W; ++i) dst[c * ldd + i] = src[i * lds + c];
+    }
+    for (int64_t r = rv; r < R; ++r)
+        for (int64_t c = 0; c < Cc; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 // The entry points gemm.cpp calls (the same for every instruction set): C = A @ B with the
@@ -250,13 +261,13 @@ static void transpose(const T* src, int64_t R, int64_t Cc, int64_t lds, T* dst, 
 template <class V, int MR, int NV>
 static void gemm_nn(int64_t M, int64_t N, int64_t K, const typename V::T* A, int64_t rsa, int64_t csa,
                     const typename V::T* B, int64_t ldb, typename V::T* C, int64_t ldc, const typename V::T* bias,
-                    bool relu, uint8_t* mask, int64_t mask_ld, int64_t jp0, int64_t jp1) {
+                    bool relu, uint8_t* mask, int64_t mask_ld, int64_t jp0, int64_t jp1, typename V::T* work) {
     Epilogue<V> e;
     e.bias = bias;
     e.relu = relu;
     e.mask = mask;
     e.mask_ld = mask_ld;
-    gemm_panels<V, MR, NV>(M, N, K, A, rsa, csa, B, ldb, C, ldc, e, jp0, jp1);
+    gemm_panels<V, MR, NV>(M, N, K, A, rsa, csa, B, ldb, C, ldc, e, jp0, jp1, work);
 }
 
 // n iterations of 12 independent FMA chains in registers: the FMA peak of one core.

@@ -20,6 +20,7 @@ struct VS {
     static R relu(R v) { return v < R(0) ? R(0) : v; }
     static uint64_t gt0_bits(R v) { return v > R(0) ? 1u : 0u; }
     static R mul01(R v, uint64_t bits) { return v * R(bits & 1u); }
+    static void transpose_block(const T* s, int64_t, T* d, int64_t) { *d = *s; }
 };
 using VF = VS<float>;
 using VD = VS<double>;
@@ -35,6 +36,7 @@ using gemm_scalar::gemm_nn;
 using gemm_scalar::pack_grad;
 using gemm_scalar::transpose;
 using gemm_scalar::fma_peak;
+using gemm_scalar::KC;
 TINYTL_GEMM_OPS(gemm_ops_scalar_f, "scalar", float, VF, 2, 8)
 TINYTL_GEMM_OPS(gemm_ops_scalar_d, "scalar", double, VD, 2, 8)
 

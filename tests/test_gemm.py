@@ -160,7 +160,7 @@ def test_cpu_twin_matches_reference_for_every_weight_layout(shape, dtype, layout
     for a, b_ in zip(got, want):
         np.testing.assert_allclose(a, b_, **tol)
     # dL/dW in the weight's layout (what SGD walks in step with the weight)
-    assert got[1].flags.f_contiguous == w.T.flags.c_contiguous
+    assert got[1].flags.f_contiguous if w.flags.f_contiguous else got[1].flags.c_contiguous
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -368,3 +368,26 @@ def test_empty_shapes():
             for a, b_ in zip(_C.linear_backward(g, mask, True, x, w, True, True),
                              R.linear_backward(g, mask, True, x, w, True, True)):
                 np.testing.assert_array_equal(a, b_)
+
+
+def test_cpu_dispatch_follows_the_crossover(monkeypatch):
+    """kernels.cpu sends Linear's layout at small sizes to the fused GEMM, everything else to the BLAS."""
+    calls = []
+    fwd, bwd = C._C_linear_forward, C._C_linear_backward
+    monkeypatch.setattr(C, "_C_linear_forward", lambda *a: calls.append("fwd") or fwd(*a))
+    monkeypatch.setattr(C, "_C_linear_backward", lambda *a: calls.append("bwd") or bwd(*a))
+    rng = np.random.default_rng(0)
+
+    def run(m, k, n, layout="fortran"):
+        calls.clear()
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        w = weight_in(layout, rng.standard_normal((n, k)).astype(np.float32))
+        C.linear_forward(x, w, None, False)
+        C.linear_backward(rng.standard_normal((m, n)).astype(np.float32), None, False, x, w, True, True)
+        return list(calls)
+
+    assert run(32, 784, 128) == ["fwd", "bwd"]                         # case 1: 6.4 MFLOP per GEMM
+    assert run(C.GEMM_MAX_ROWS + 1, 8, 8) == []                         # too many rows
+    assert run(256, 1024, 1024) == []                                   # above GEMM_MAX_FLOPS
+    assert run(32, 64, 64, "c") == [] and run(32, 64, 64, "strided") == []   # not Linear's layout
+    assert run(4, 8, 16, "fortran-unaligned") == ["fwd", "bwd"]         # any alignment

@@ -62,14 +62,18 @@ def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
                                        _empty_like(grad) if out is None else out)
 
 
-# The crossover between tinytl's GEMM and the BLAS, per product. tinytl's runs on one core
-# (two above csrc/gemm.cpp's kGemmTwoThreadFlops) at 80-90% of its FMA peak from the first
-# row; the BLAS is slow on a few rows (packing, call and thread costs) and faster on large
-# products (two threads, cache blocking for big operands). Measured with
-# bench/gemm_crossover.py (bench/README.md, "GEMM crossover"): at most this many rows of x, and
-# at most this many floating-point operations per product.
+# The crossover between tinytl's GEMM and the BLAS. tinytl's runs on one core at up to 80-90% of
+# its FMA peak from the first rows and saves the epilogue's separate pass; OpenBLAS, on two
+# threads, is slow on a few rows (packing, call and thread costs) and faster on large products.
+# Measured with bench/gemm_crossover.py (bench/README.md, "GEMM crossover"), per product
+# (forward; weight gradient; weight and input gradients) and dtype, on this project's 2-core
+# machine: fused/BLAS was 0.6-0.9 up to ~8 MFLOP per GEMM, scattered around 1 (0.8-1.4, inside
+# the machine's noise) at 16-26 MFLOP, and 1.2-2.3 above; whole training steps agree (fused/BLAS
+# path: 0.90 at 784-128-10 b32, 6.4 MFLOP; 1.07 at b128, 25.7 MFLOP; 0.62 at 40-128-128-5 b64).
+# The three products and both dtypes crossed at the same size within that noise, so one limit
+# serves all: at most GEMM_MAX_ROWS rows and GEMM_MAX_FLOPS floating-point operations per GEMM.
 GEMM_MAX_ROWS = 256
-GEMM_MAX_FLOPS = {np.dtype(np.float32): 1 << 28, np.dtype(np.float64): 1 << 28}
+GEMM_MAX_FLOPS = {np.dtype(np.float32): 16e6, np.dtype(np.float64): 16e6}
 
 
 def _gemm_fused(m, k, n, dtype, weight):
