@@ -20,4 +20,5 @@ LD_PRELOAD="$ASAN_LIB:$UBSAN_LIB" \
 ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 TINYTL_KERNELS=cpp \
-  python -m pytest -q --capture=sys -p no:cacheprovider --rootdir=.. ../tests/test_kernels.py ../tests/test_kernels_fuzz.py
+  python -m pytest -q --capture=sys -p no:cacheprovider --rootdir=.. ../tests/test_kernels.py ../tests/test_kernels_fuzz.py \
+    ../tests/test_gemm.py

@@ -149,7 +149,9 @@ void run_nn(int threads, int64_t M, int64_t N, int64_t K, const T* A, int64_t rs
     Scratch<T> work(kWork, nt * per * o.kc * o.nr);
     T* wp = work.get();
     parallel_chunks(nt, panels, [&](int64_t j0, int64_t j1) {
-        const int64_t t = j0 * nt / panels;                    // this chunk's index (chunks are even splits)
+        // this chunk's index t: parallel_chunks starts chunk t at floor(panels * t / nt), so t is
+        // the one integer in [j0 * nt / panels, (j0 + 1) * nt / panels), i.e. the ceiling of the first
+        const int64_t t = (j0 * nt + panels - 1) / panels;
         o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1, wp + t * per * o.kc * o.nr);
     });
 }

@@ -173,9 +173,13 @@ def test_one_and_two_threads_give_the_same_bits(dtype):
         outs, masks = [np.empty((m, n), dtype) for _ in range(3)], [np.empty((m, (n + 7) // 8), np.uint8) for _ in range(3)]
         for t, (o, mk) in enumerate(zip(outs, masks)):
             _C.linear_forward(x, w, b, True, o, mk, t)            # threads 0 (by size), 1, 2
+        for _ in range(3):
+            _C.linear_forward(x, w, b, True, outs[2], masks[2], 2)
+            assert np.array_equal(outs[0], outs[2])
         assert all(np.array_equal(outs[0], o) for o in outs) and all(np.array_equal(masks[0], mk) for mk in masks)
         g = rng.standard_normal((m, n)).astype(dtype)
-        res = [_C.linear_backward(g, masks[0], True, x, w, True, True, t) for t in (0, 1, 2)]
+        # two threads several times: a race between them (a shared buffer) shows as differing bits
+        res = [_C.linear_backward(g, masks[0], True, x, w, True, True, t) for t in (0, 1, 2, 2, 2, 2)]
         for r in res[1:]:
             for a, b_ in zip(res[0], r):
                 assert np.array_equal(a, b_)
