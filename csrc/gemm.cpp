@@ -29,7 +29,8 @@ namespace {
 template <typename T>
 GemmOps<T> pick();
 
-// TINYTL_GEMM_ISA=avx2|scalar lowers the instruction set (to test and time the fallbacks).
+// TINYTL_GEMM_ISA=avx2|scalar lowers the instruction set (to test and time the fallbacks);
+// kernels/cpu.py warns about any other value, which leaves the best one.
 int isa_cap() {
     static const int cap = [] {
         const char* e = std::getenv("TINYTL_GEMM_ISA");
@@ -143,20 +144,18 @@ void run_nn(int threads, int64_t M, int64_t N, int64_t K, const T* A, int64_t rs
     const GemmOps<T>& o = ops<T>();
     const int64_t panels = (N + o.nr - 1) / o.nr;
     if (M == 0 || N == 0) return;
-    // each thread's panels get their own packing buffer (64-byte aligned)
+    // one packing block per panel (64-byte aligned): whichever thread computes a panel packs
+    // into that panel's own block, so no split of the panels can make two threads share one
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, panels));
-    const int64_t per = (panels + nt - 1) / nt + 1;            // panels of the largest chunk, and one spare
-    Scratch<T> work(kWork, nt * per * o.kc * o.nr);
+    Scratch<T> work(kWork, panels * o.kc * o.nr);
     T* wp = work.get();
     parallel_chunks(nt, panels, [&](int64_t j0, int64_t j1) {
-        // this chunk's index t: parallel_chunks starts chunk t at floor(panels * t / nt), so t is
-        // the one integer in [j0 * nt / panels, (j0 + 1) * nt / panels), i.e. the ceiling of the first
-        const int64_t t = (j0 * nt + panels - 1) / panels;
-        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1, wp + t * per * o.kc * o.nr);
+        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1, wp + j0 * o.kc * o.nr);
     });
 }
 
-int resolve_threads(int threads, double flops) { return threads > 0 ? threads : gemm_threads(flops); }
+// threads: the caller's count (at most max_threads(): TINYTL_NUM_THREADS caps it), or 0 for gemm_threads's
+int resolve_threads(int threads, double flops) { return threads > 0 ? std::min(threads, max_threads()) : gemm_threads(flops); }
 
 }  // namespace
 

@@ -11,7 +11,9 @@
 namespace tinytl {
 
 // out = x @ wt, + bias (N,) unless nullptr, then max(., 0) if relu; mask (relu only; may be
-// nullptr) gets the packed out > 0. threads: 0 = decide from the size (gemm_threads), else that many.
+// nullptr) gets the packed out > 0. threads: 0 = decide from the size (gemm_threads), else that many
+// (at most max_threads()). Scratch buffers up to 4 MiB each (three per dtype) are kept per calling
+// thread between calls.
 template <typename T>
 void linear_forward(const T* x, const T* wt, const T* bias, bool relu, T* out, uint8_t* mask, int64_t M, int64_t K,
                     int64_t N, int threads);

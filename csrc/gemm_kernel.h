@@ -104,7 +104,8 @@ static void store_tile(typename V::T* C, int64_t ldc, int64_t mr, int64_t j0, in
         if (e.relu)
             for (int v = 0; v < NV; ++v) row[v] = V::relu(row[v]);
         if (e.mask) {
-            // NV*W is a multiple of 8 and j0 a multiple of NV*W: the tile owns whole bytes.
+            // j0 is a multiple of the full panel width, itself a multiple of 8: the tile owns whole
+            // bytes of the mask (a narrower last tile too), so no two threads write one byte
             uint8_t* mrow = e.mask + (i0 + i) * e.mask_ld + j0 / 8;
             const int64_t nbytes = (nc + 7) / 8;
             for (int v = 0; v < NV; ++v) {

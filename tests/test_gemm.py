@@ -31,7 +31,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=40, deadline=None)
 BUDGET = 3_000_000      # M * K * N of one example: keeps the float64 checks fast
 
 
@@ -47,9 +47,18 @@ def shapes(draw):
     return min(m, m_max), k, n
 
 
-def fweight(rng, n, k, dtype):
-    """A weight as tinytl.nn.Linear stores it: (n, k), Fortran order."""
-    return np.asfortranarray(rng.standard_normal((n, k)).astype(dtype))
+def fweight(rng, n, k, dtype, offset=None):
+    """A weight as tinytl.nn.Linear stores it: (n, k), Fortran order; with ``offset``, starting that many
+    elements past a 64-byte boundary (0: aligned, as the kernel reads it in place; else it copies)."""
+    w = rng.standard_normal((n, k)).astype(dtype)
+    if offset is None:
+        return np.asfortranarray(w)
+    item = np.dtype(dtype).itemsize
+    buf = np.zeros(n * k + 64 // item + offset, dtype)
+    start = (-buf.ctypes.data % 64) // item + offset
+    v = buf[start:start + n * k].reshape(k, n)
+    v[...] = w.T
+    return v.T
 
 
 def close(got, want, scale, dtype):
@@ -66,12 +75,12 @@ def unpack(mask, n):
 
 @SETTINGS
 @given(shape=shapes(), dtype=st.sampled_from(DTYPES), relu=st.booleans(), use_bias=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_fused_forward_matches_the_float64_product(shape, dtype, relu, use_bias, seed):
+       offset=st.sampled_from([None, 0, 1, 3]), seed=st.integers(0, 2**32 - 1))
+def test_fused_forward_matches_the_float64_product(shape, dtype, relu, use_bias, offset, seed):
     m, k, n = shape
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((m, k)).astype(dtype)
-    w = fweight(rng, n, k, dtype)
+    w = fweight(rng, n, k, dtype, offset)
     b = rng.standard_normal(n).astype(dtype) if use_bias else None
     out = np.full((m, n), np.nan, dtype)
     mask = np.full((m, (n + 7) // 8), 0xAB, np.uint8) if relu else None
@@ -166,20 +175,20 @@ def test_cpu_twin_matches_reference_for_every_weight_layout(shape, dtype, layout
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_and_two_threads_give_the_same_bits(dtype):
     rng = np.random.default_rng(0)
-    for m, k, n in [(32, 784, 128), (64, 300, 1000), (5, 2100, 130), (256, 129, 17)]:
+    for m, k, n in [(32, 784, 128), (64, 300, 1000), (5, 2100, 130), (256, 129, 17), (32, 256, 150)]:
         x = rng.standard_normal((m, k)).astype(dtype)
         w = fweight(rng, n, k, dtype)
         b = rng.standard_normal(n).astype(dtype)
-        outs, masks = [np.empty((m, n), dtype) for _ in range(3)], [np.empty((m, (n + 7) // 8), np.uint8) for _ in range(3)]
+        outs, masks = [np.empty((m, n), dtype) for _ in range(4)], [np.empty((m, (n + 7) // 8), np.uint8) for _ in range(4)]
         for t, (o, mk) in enumerate(zip(outs, masks)):
-            _C.linear_forward(x, w, b, True, o, mk, t)            # threads 0 (by size), 1, 2
-        for _ in range(3):
-            _C.linear_forward(x, w, b, True, outs[2], masks[2], 2)
+            _C.linear_forward(x, w, b, True, o, mk, t)            # threads 0 (by size), 1, 2, 3
+        for t in (2, 3, 2, 3):
+            _C.linear_forward(x, w, b, True, outs[2], masks[2], t)
             assert np.array_equal(outs[0], outs[2])
         assert all(np.array_equal(outs[0], o) for o in outs) and all(np.array_equal(masks[0], mk) for mk in masks)
         g = rng.standard_normal((m, n)).astype(dtype)
         # two threads several times: a race between them (a shared buffer) shows as differing bits
-        res = [_C.linear_backward(g, masks[0], True, x, w, True, True, t) for t in (0, 1, 2, 2, 2, 2)]
+        res = [_C.linear_backward(g, masks[0], True, x, w, True, True, t) for t in (0, 1, 2, 3, 2, 3)]
         for r in res[1:]:
             for a, b_ in zip(res[0], r):
                 assert np.array_equal(a, b_)
@@ -218,7 +227,7 @@ for dtype in (np.float32, np.float64):
         x = rng.standard_normal((m, k)).astype(dtype)
         w = np.asfortranarray(rng.standard_normal((n, k)).astype(dtype))
         b = rng.standard_normal(n).astype(dtype)
-        out, mask = np.empty((m, n), dtype), np.empty((m, (n + 7) // 8), np.uint8)
+        out, mask = np.empty((m, n), dtype), np.full((m, (n + 7) // 8), 0xAB, np.uint8)
         _C.linear_forward(x, w, b, True, out, mask)
         x64, w64 = x.astype(np.float64), w.astype(np.float64)
         want = np.maximum(x64 @ w64.T + b, 0)
@@ -281,6 +290,12 @@ def _args(dtype=np.float32, m=4, k=5, n=6):
     ("mask wrong shape", ValueError, "mask must have shape \\(4, 1\\)"),
     ("mask int8", TypeError, "mask must be a uint8 array"),
     ("threads -1", ValueError, "threads must be >= 0"),
+    ("mask read-only", ValueError, "mask is read-only"),
+    ("bias float64", TypeError, "bias must be float32"),
+    ("out float64", TypeError, "out must be float32"),
+    ("bias strided", ValueError, "bias must be C-contiguous"),
+    ("mask overlaps out", ValueError, "mask overlaps out"),
+    ("weight misaligned", ValueError, "weight must be aligned"),
 ])
 def test_forward_refuses_bad_arguments_before_writing(case, exc, match):
     x, w, b, out, mask = _args()
@@ -315,6 +330,19 @@ def test_forward_refuses_bad_arguments_before_writing(case, exc, match):
         mask = np.zeros((4, 1), np.int8)
     elif case == "threads -1":
         threads = -1
+    elif case == "mask read-only":
+        mask.setflags(write=False)
+    elif case == "bias float64":
+        b = b.astype(np.float64)
+    elif case == "out float64":
+        out = out.astype(np.float64)
+    elif case == "bias strided":
+        b = np.zeros(12, np.float32)[::2]
+    elif case == "mask overlaps out":
+        mask = out.view(np.uint8).reshape(-1)[:4].reshape(4, 1)   # the first 4 bytes of out
+    elif case == "weight misaligned":
+        raw = np.zeros(6 * 5 * 4 + 1, np.uint8)[1:].view(np.float32)
+        w = raw.reshape(5, 6).T                       # (6, 5), Fortran order, 1 byte off
     out_before = out.copy() if out is not x else None
     mask_before = mask.copy()
     with pytest.raises(exc, match=match):
@@ -334,6 +362,10 @@ def test_forward_refuses_bad_arguments_before_writing(case, exc, match):
     ("mask wrong shape", ValueError, "mask must have shape \\(4, 1\\)"),
     ("grad 1-D", ValueError, "grad must have shape \\(N, out_features\\)"),
     ("grad strided", ValueError, "grad must be C-contiguous"),
+    ("mask int8", TypeError, "mask must be a uint8 array"),
+    ("x strided", ValueError, "x must be C-contiguous"),
+    ("weight float64", TypeError, "weight must be float32"),
+    ("threads -1", ValueError, "threads must be >= 0"),
 ])
 def test_backward_refuses_bad_arguments(case, exc, match):
     x, w, _, g, mask = _args()
@@ -355,8 +387,15 @@ def test_backward_refuses_bad_arguments(case, exc, match):
         g = np.zeros(6, np.float32)
     elif case == "grad strided":
         g = np.zeros((4, 12), np.float32)[:, ::2]
+    elif case == "mask int8":
+        mask = mask.astype(np.int8)
+    elif case == "x strided":
+        x = np.zeros((4, 10), np.float32)[:, ::2]
+    elif case == "weight float64":
+        w = np.asfortranarray(w.astype(np.float64))
+    threads = -1 if case == "threads -1" else 0
     with pytest.raises(exc, match=match):
-        _C.linear_backward(g, mask, True, x, w, True, True)
+        _C.linear_backward(g, mask, True, x, w, True, True, threads)
 
 
 def test_empty_shapes():
@@ -394,4 +433,9 @@ def test_cpu_dispatch_follows_the_crossover(monkeypatch):
     assert run(C.GEMM_MAX_ROWS + 1, 8, 8) == []                         # too many rows
     assert run(256, 1024, 1024) == []                                   # above GEMM_MAX_FLOPS
     assert run(32, 64, 64, "c") == [] and run(32, 64, 64, "strided") == []   # not Linear's layout
-    assert run(4, 8, 16, "fortran-unaligned") == ["fwd", "bwd"]         # any alignment
+    assert run(4, 8, 16, "fortran-unaligned") == ["fwd", "bwd"]         # off a 64-byte boundary: packed
+    calls.clear()                                                       # not even float-aligned: the BLAS
+    w = np.zeros(16 * 8 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(8, 16).T
+    x = np.ones((4, 8), np.float32)
+    np.testing.assert_allclose(C.linear_forward(x, w, None, False), R.linear_forward(x, w, None, False))
+    assert calls == []

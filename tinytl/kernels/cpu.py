@@ -16,9 +16,17 @@ epilogue kernel, from the shape (``_gemm_fused``; the crossover is measured, see
 
 Read next: ``csrc/bindings.cpp`` (the checks), then ``csrc/linear.cpp`` and ``csrc/gemm.cpp``.
 """
+import os as _os
+import warnings as _warnings
+
 import numpy as np
 
 from .. import _C  # ImportError propagates: kernels/__init__.py falls back to the reference
+
+_isa = _os.environ.get("TINYTL_GEMM_ISA")
+if _isa is not None and _isa not in ("avx512", "avx2", "scalar"):
+    _warnings.warn(f"TINYTL_GEMM_ISA={_isa!r} is not one of 'avx512', 'avx2', 'scalar'; the GEMM uses the best "
+                   f"instruction set the CPU has ({_C.gemm_isa()})", RuntimeWarning, stacklevel=2)
 
 _contig = np.ascontiguousarray
 _copy = np.array  # a fresh array is C-contiguous and aligned
@@ -78,9 +86,11 @@ GEMM_MAX_FLOPS = {np.dtype(np.float32): 16e6, np.dtype(np.float64): 16e6}
 
 def _gemm_fused(m, k, n, dtype, weight):
     """True when the fused GEMM serves an (m, k) @ (k, n) product of a Linear layer: the weight in
-    Linear's (Fortran) layout and of the same dtype, at most GEMM_MAX_ROWS rows and GEMM_MAX_FLOPS."""
+    Linear's (Fortran) layout, aligned and of the same dtype, at most GEMM_MAX_ROWS rows and
+    GEMM_MAX_FLOPS. Anything else goes to the BLAS, which takes any layout."""
+    f = weight.flags
     return (m <= GEMM_MAX_ROWS and 2 * m * k * n <= GEMM_MAX_FLOPS.get(dtype, 0) and weight.dtype == dtype
-            and weight.ndim == 2 and weight.flags.f_contiguous)
+            and weight.ndim == 2 and f.f_contiguous and f.aligned)
 
 
 def linear_forward(x, weight, bias, relu, out=None, mask=None):
@@ -92,7 +102,8 @@ def linear_forward(x, weight, bias, relu, out=None, mask=None):
     x = _input(x)
     if bias is not None:
         bias = _input(bias)
-    if x.ndim == 2 and weight.ndim == 2 and _gemm_fused(x.shape[0], x.shape[1], weight.shape[0], x.dtype, weight):
+    if x.ndim == 2 and weight.ndim == 2 and _gemm_fused(x.shape[0], x.shape[1], weight.shape[0], x.dtype, weight) \
+            and (out is None or out.flags.c_contiguous):   # the BLAS takes any out=, the fused path C order
         return _C_linear_forward(x, weight, bias, relu,
                                  _empty((x.shape[0], weight.shape[0]), x.dtype) if out is None else out, mask)
     y = _matmul(x, weight.T) if out is None else _matmul(x, weight.T, out=out)
