@@ -63,18 +63,18 @@ class Parameter(Tensor):
         _requires_grad_slot.__set__(self, False)
         super().__init__(data, requires_grad=requires_grad)
 
-    @property
-    def requires_grad(self) -> bool:
-        return _requires_grad_slot.__get__(self)
-
-    @requires_grad.setter
-    def requires_grad(self, value):
+    def _set_requires_grad(self, value):
         value = bool(value)
         if not value:
             if _requires_grad_slot.__get__(self):
                 self._freezes += 1
             self.grad = None
         _requires_grad_slot.__set__(self, value)
+
+    # Reading is the slot's own C-level getter (no Python frame: autograd and the optimizer
+    # read requires_grad many times a step); only setting needs Python, to count freezes.
+    requires_grad = property(_requires_grad_slot.__get__, _set_requires_grad,
+                             doc="Whether backward computes a gradient for it (False: frozen).")
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 from statistics import median
 
+import numpy as np
+
 from .. import backend
 from .. import kernels as _kernels
 from .. import optim as _knobs   # the package: _STREAM_* and _clock are set there (see its __init__)
-from ..tensor import is_anomaly_enabled
+from ..tensor import _root, is_anomaly_enabled
 from .optimizer import Optimizer, _check_grad, _check_number, _on_like
 
 _SGD_DEFAULTS = dict(lr=None, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, l2sp=0.0)
@@ -60,6 +62,7 @@ class SGD(Optimizer):
         # store path of large CPU parameters (see _store_path): [stream, steps left, plain
         # iteration times, streaming iteration times, path of the last step or None, its start]
         self._stream = [False, 0, [], [], None, 0.0]
+        self._fast = None        # the plan of the common step, cached (see _fast_plan)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov, l2sp=l2sp))
 
@@ -87,6 +90,9 @@ class SGD(Optimizer):
         they were.
         """
         anomaly = is_anomaly_enabled()
+        if not anomaly and self._fast is not None and self._fast_step():
+            return                              # the cached plan still held: done
+        self._fast = None
         plan = [(g, self._plan(gi, g)) for gi, g in enumerate(self.param_groups)]   # checks, writes nothing
         if anomaly:
             self._checked_commit(plan)
@@ -113,6 +119,98 @@ class SGD(Optimizer):
                 _kernels.cuda_kernels().sgd_step_many(ps, gs, bs if mom != 0 else None,
                                                       lr, mom, damp, wd, nest, first)
             self._apply_state(updates)          # new momentum buffers are kept once written
+        self._fast = self._fast_plan()
+
+    # --- the cached plan ----------------------------------------------------
+    # The common step (every parameter trains and has a gradient made by backward, on the
+    # CPU's compiled kernels, no L2-SP, momentum buffers already made) repeats the same
+    # plan each time: only the gradients are new arrays. _fast_plan records that plan after
+    # a general step; _fast_step checks, before writing anything, that everything the plan
+    # was derived from is unchanged (identities of the state, groups, parameters, their
+    # arrays, buffers and kernels; shapes, dtypes and strides of parameter and gradient;
+    # requires_grad, the freeze count, writability) and that the new gradients are fresh
+    # arrays that cannot overlap their parameters. If any check fails nothing was written,
+    # and step() takes the general path (_plan), which raises or re-plans as it always did.
+
+    def _fast_plan(self):
+        """The plan of the step just taken, for _fast_step, or None when it is not the common case."""
+        K = _kernels.cpu_kernels
+        if K is _kernels.reference:
+            return None
+        groups = []
+        for g in self.param_groups:
+            if g["l2sp"]:
+                return None
+            mom_on = g["momentum"] != 0
+            entries = []
+            for p in g["params"]:
+                data, grad = p.data, p.grad
+                if not p.requires_grad or type(data) is not np.ndarray or type(grad) is not np.ndarray:
+                    return None
+                root = _root(data)
+                if not root.flags.owndata:
+                    return None             # memory owned elsewhere: keep the full overlap check
+                st = self.state.get(id(p))
+                buf = None
+                if mom_on:
+                    buf = st.get("momentum_buffer") if st is not None else None
+                    if (buf is None or type(buf) is not np.ndarray or buf.dtype is not data.dtype
+                            or buf.strides != data.strides or buf.shape != data.shape):
+                        return None
+                    if st.get("freezes", 0) != getattr(p, "_freezes", 0):
+                        return None
+                c, f = data.flags.c_contiguous, data.flags.f_contiguous
+                if not (c or f):
+                    return None             # a strided view: the reference kernel's path
+                t = not c                   # F order (Linear's weight): update the C-ordered transposes
+                entries.append((p, data, data.shape, data.dtype, data.strides, root, st, buf,
+                                getattr(p, "_freezes", 0), data.T if t else data,
+                                None if buf is None else (buf.T if t else buf), t,
+                                data.nbytes >= _knobs._STREAM_MIN_BYTES))
+            groups.append((g, g["params"], len(g["params"]), mom_on, entries))
+        return (self.state, self.param_groups, len(self.param_groups), K, _knobs._STREAM_MIN_BYTES, groups)
+
+    def _fast_step(self) -> bool:
+        """Take this step by the cached plan: False (having written nothing) if it no longer holds."""
+        state, pgs, ngroups, K, min_bytes, groups = self._fast
+        if (state is not self.state or pgs is not self.param_groups or len(pgs) != ngroups
+                or _kernels.cpu_kernels is not K or _knobs._STREAM_MIN_BYTES != min_bytes):
+            return False
+        calls = []
+        # 1. check everything, write nothing
+        for (g, ps, n, mom_on, entries), g_now in zip(groups, pgs):
+            if g_now is not g or g["params"] is not ps or len(ps) != n or g["l2sp"] or (g["momentum"] != 0) != mom_on:
+                return False
+            for (p0, data, shape, dtype, strides, root, st, buf, freezes, data_k, buf_k, t, large), p in zip(entries, ps):
+                grad = p.grad
+                if (p is not p0 or not p.requires_grad or p.data is not data or type(grad) is not np.ndarray
+                        or data.shape != shape or data.dtype is not dtype or data.strides != strides
+                        or grad.shape != shape or grad.dtype is not dtype or grad.strides != strides
+                        or not data.flags.writeable):
+                    return False
+                # no overlap: a gradient that owns its memory (backward's are fresh arrays) and is
+                # not the array that owns the parameter's memory shares nothing with it
+                if grad.base is not None or grad is root or not grad.flags.owndata:
+                    return False
+                if mom_on and (state.get(id(p)) is not st or st.get("momentum_buffer") is not buf
+                               or getattr(p, "_freezes", 0) != freezes):
+                    return False            # state replaced by hand, or frozen and unfrozen since
+                calls.append((data_k, grad.T if t else grad, buf_k, large))
+        # 2. write: the same kernel calls the general path makes (no first steps here)
+        sgd_step = K.sgd_step
+        path = None
+        i = 0
+        for g, ps, n, mom_on, entries in groups:
+            lr, mom, damp, wd, nest = g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]
+            for data_k, grad_k, buf_k, large in calls[i:i + n]:
+                if large:
+                    if path is None:
+                        path = self._store_path()
+                    sgd_step(data_k, grad_k, buf_k, lr, mom, damp, wd, nest, False, path)
+                else:
+                    sgd_step(data_k, grad_k, buf_k, lr, mom, damp, wd, nest, False)
+            i += n
+        return True
 
     def _plan(self, gi, g):
         """What a step does to group ``g`` (number ``gi``), without doing it: the kernel calls
