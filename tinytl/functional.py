@@ -148,7 +148,10 @@ def _labels(target, n: int, c: int, xp, ignore_index: int = -100):
         raise RuntimeError(f"cross_entropy: logits are on '{'cpu' if xp is np else 'cuda'}' but target is on "
                            f"'{backend.device_of(t)}'")
     if n and xp is np:  # on a GPU the kernel checks the labels, with one read back instead of two
-        if int(t.min()) < 0 or int(t.max()) >= c:
+        # one reduction: seen as unsigned integers of the same size, negative labels are the
+        # largest values, so max() >= C exactly when some label is outside [0, C)
+        u = t if t.dtype.kind == "u" else t.view(f"u{t.dtype.itemsize}")
+        if int(u.max()) >= c:
             if bool((t == ignore_index).any()):
                 return None       # labels to ignore: the general path
             i = int(np.flatnonzero((t < 0) | (t >= c))[0])

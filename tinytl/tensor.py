@@ -456,9 +456,17 @@ def _make(data, parents, backward, op) -> Tensor:
     if _anomaly:
         op = _layer_label(op)       # kept in the node: a backward error names the layer too
         _check_finite(data, op)
-    if _records(*parents):
-        out.requires_grad = True
-        out._node = _Node(backward, tuple([(p._node or p) if p.requires_grad else None for p in parents]), op)
+    if _grad_mode.enabled:          # _records(*parents), inlined: one pass that also builds the inputs
+        inputs, recorded = [], False
+        for p in parents:
+            if p is not None and p.requires_grad:
+                inputs.append(p._node or p)
+                recorded = True
+            else:
+                inputs.append(None)
+        if recorded:
+            out.requires_grad = True
+            out._node = _Node(backward, tuple(inputs), op)
     return out
 
 

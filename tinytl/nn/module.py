@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from .. import backend
 from ..tensor import Tensor, _call_tracked, is_anomaly_enabled
+
+_tensor_module = sys.modules[Tensor.__module__]   # tinytl/tensor.py (tinytl.tensor is the function)
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -241,8 +244,8 @@ class Module(metaclass=_ModuleMeta):
     def __call__(self, *args, **kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
-        if is_anomaly_enabled():              # detect_anomaly: errors name the running layer
-            return _call_tracked(self, args, kwargs)
+        if _tensor_module._anomaly:                  # detect_anomaly: errors name the running layer
+            return _call_tracked(self, args, kwargs)   # (the flag read directly: a call per layer saved)
         return self.forward(*args, **kwargs)
 
     def _call_with_hooks(self, args, kwargs):
