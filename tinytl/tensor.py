@@ -340,8 +340,13 @@ class Tensor:
                         continue
                     # a view shares its base's memory: compare owners (an ndarray without a
                     # base is its own owner: the common case, decided without _root's walk)
-                    owner = pg if type(pg) is ndarray and pg.base is None else _root(pg)
-                    if retain_graph or id(owner) in given or not _own_writable(pg):
+                    if type(pg) is ndarray and pg.base is None:
+                        owner = pg
+                        mine = pg.flags.writeable and (0 not in pg.strides or _own_writable(pg))
+                    else:
+                        owner = _root(pg)
+                        mine = _own_writable(pg)
+                    if retain_graph or not mine or id(owner) in given:
                         pg = owner = pg.copy()
                     given.add(id(owner))
                     data = p.data
