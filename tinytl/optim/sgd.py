@@ -18,7 +18,7 @@ faster, and times them again every 500 steps (the knobs are on the package:
 A step plans every update (checks, new buffers) before writing any. The common step
 (every parameter trains, gradients fresh from backward, CPU, no L2-SP) repeats the same
 plan each time, so SGD keeps it and only checks, each step, that what it was derived from
-is unchanged (``_fast_plan`` / ``_fast_step``): the same checks, about 40% of the cost.
+is unchanged (``_fast_plan`` / ``_fast_step``): the same guarantees at about 60% of the cost.
 
 L2-SP (Li et al., 2018) is the group option ``l2sp=alpha``: it adds
 alpha * (w - w0) to the gradient, pulling the weights toward their values w0
