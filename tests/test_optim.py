@@ -359,3 +359,35 @@ def test_cached_plan_keeps_every_check_before_writing(rng):
     before = w.data.copy()
     step_ok()
     np.testing.assert_allclose(w.data, before - 0.1 * (0.9 * 2.0 + 1.0), rtol=1e-6)
+
+
+def test_cached_plan_with_frozen_and_gradless_parameters(rng, monkeypatch):
+    """A frozen backbone and an unused parameter in the same optimizer as a trained head:
+    the cached plan leaves them alone, gives the general path's values, and an unfreeze or
+    a new gradient sends the step back to the general path (which starts momentum afresh)."""
+    runs = []
+    for cached in (True, False):
+        r = np.random.default_rng(3)
+        frozen, unused, (w, b) = (nn.Parameter(r.standard_normal(4)), nn.Parameter(r.standard_normal(2)),
+                                  _two_layer_params(r))
+        frozen.requires_grad = False
+        opt = tl.optim.SGD([frozen, w, unused, b], lr=0.1, momentum=0.9)
+        if not cached:
+            monkeypatch.setattr(opt, "_fast_plan", lambda: None)
+        for k in range(6):
+            w.grad, b.grad = np.asfortranarray(np.full((5, 3), k, np.float32)), np.full(5, 1.0 - k, np.float32)
+            if k == 3:
+                frozen.requires_grad = True                 # unfrozen: trains from now on
+            if k >= 3:
+                frozen.grad = np.ones(4)
+            if k == 4:
+                unused.grad = np.ones(2)
+            opt.step()
+            assert (opt._fast is not None) is cached
+        runs.append([frozen.data.copy(), unused.data.copy(), w.data.copy(), b.data.copy()])
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+    r = np.random.default_rng(3)
+    f0, u0 = r.standard_normal(4), r.standard_normal(2)
+    np.testing.assert_allclose(runs[0][0], f0 - 0.1 * (1 + 1.9 + 2.71))    # momentum from its unfreeze on
+    np.testing.assert_allclose(runs[0][1], u0 - 0.1 * (1 + 1.9))

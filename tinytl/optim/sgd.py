@@ -127,8 +127,9 @@ class SGD(Optimizer):
         self._fast = self._fast_plan()
 
     # --- the cached plan ----------------------------------------------------
-    # The common step (every parameter trains and has a gradient made by backward, on the
-    # CPU's compiled kernels, no L2-SP, momentum buffers already made) repeats the same
+    # The common step (each parameter either trains and has a gradient made by backward, or
+    # has no gradient and nothing to drop; the CPU's compiled kernels, no L2-SP, momentum
+    # buffers already made) repeats the same
     # plan each time: only the gradients are new arrays. _fast_plan records that plan after
     # a general step; _fast_step checks, before writing anything, that everything the plan
     # was derived from is unchanged (identities of the state, groups, parameters, their
@@ -147,9 +148,17 @@ class SGD(Optimizer):
             if g["l2sp"]:
                 return None
             mom_on = g["momentum"] != 0
-            entries = []
-            for p in g["params"]:
+            entries, skips = [], []
+            for k, p in enumerate(g["params"]):
                 data, grad = p.data, p.grad
+                if grad is None:
+                    # _plan leaves it alone (trains but got no gradient, or frozen with no stale
+                    # gradient and no momentum left to drop) as long as that stays so
+                    st = self.state.get(id(p))
+                    if p.requires_grad or st is None or "momentum_buffer" not in st:
+                        skips.append((k, p, p.requires_grad))
+                        continue
+                    return None
                 if not p.requires_grad or type(data) is not np.ndarray or type(grad) is not np.ndarray:
                     return None
                 root = _root(data)
@@ -168,11 +177,11 @@ class SGD(Optimizer):
                 if not (c or f):
                     return None             # a strided view: the reference kernel's path
                 t = not c                   # F order (Linear's weight): update the C-ordered transposes
-                entries.append((p, data, data.shape, data.dtype, data.strides, root, st, buf,
+                entries.append((k, p, data, data.shape, data.dtype, data.strides, root, st, buf,
                                 getattr(p, "_freezes", 0), data.T if t else data,
                                 None if buf is None else (buf.T if t else buf), t,
                                 data.nbytes >= _knobs._STREAM_MIN_BYTES))
-            groups.append((g, g["params"], len(g["params"]), mom_on, entries))
+            groups.append((g, g["params"], len(g["params"]), mom_on, entries, skips))
         return (self.state, self.param_groups, len(self.param_groups), K, _knobs._STREAM_MIN_BYTES, groups)
 
     def _fast_step(self) -> bool:
@@ -183,10 +192,20 @@ class SGD(Optimizer):
             return False
         calls = []
         # 1. check everything, write nothing
-        for (g, ps, n, mom_on, entries), g_now in zip(groups, pgs):
+        for (g, ps, n, mom_on, entries, skips), g_now in zip(groups, pgs):
             if g_now is not g or g["params"] is not ps or len(ps) != n or g["l2sp"] or (g["momentum"] != 0) != mom_on:
                 return False
-            for (p0, data, shape, dtype, strides, root, st, buf, freezes, data_k, buf_k, t, large), p in zip(entries, ps):
+            # (entries and skips hold every index of ps once: together they check the whole list)
+            for k, p0, requires_grad in skips:
+                p = ps[k]
+                if p is not p0 or p.grad is not None or p.requires_grad != requires_grad:
+                    return False
+                if not requires_grad:
+                    st = state.get(id(p))
+                    if st is not None and "momentum_buffer" in st:
+                        return False        # a frozen parameter's momentum to drop: the general path
+            for k, p0, data, shape, dtype, strides, root, st, buf, freezes, data_k, buf_k, t, large in entries:
+                p = ps[k]
                 grad = p.grad
                 if (p is not p0 or not p.requires_grad or p.data is not data or type(grad) is not np.ndarray
                         or data.shape != shape or data.dtype is not dtype or data.strides != strides
@@ -205,16 +224,17 @@ class SGD(Optimizer):
         sgd_step = K.sgd_step
         path = None
         i = 0
-        for g, ps, n, mom_on, entries in groups:
+        for g, ps, n, mom_on, entries, skips in groups:
             lr, mom, damp, wd, nest = g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"]
-            for data_k, grad_k, buf_k, large in calls[i:i + n]:
+            m = len(entries)
+            for data_k, grad_k, buf_k, large in calls[i:i + m]:
                 if large:
                     if path is None:
                         path = self._store_path()
                     sgd_step(data_k, grad_k, buf_k, lr, mom, damp, wd, nest, False, path)
                 else:
                     sgd_step(data_k, grad_k, buf_k, lr, mom, damp, wd, nest, False)
-            i += n
+            i += m
         return True
 
     def _plan(self, gi, g):
