@@ -400,3 +400,19 @@ def test_legacy_size_average_and_reduce_warn_and_map_as_torch():
     with pytest.warns(UserWarning, match="reduction='mean'"):
         assert TF.cross_entropy(tl.tensor(np.zeros((1, 2))), np.array([0]), size_average=True).item() == \
             pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize("n", [3, 64, 65, 200])     # both sides of functional._FEW_LABELS
+@pytest.mark.parametrize("bad", [-1, 4, -100])
+def test_cross_entropy_label_range_check_at_every_batch_size(n, bad):
+    """A few labels are range-checked in Python, many with NumPy reductions: the same
+    errors, and ignore_index (-100) still takes the general path, from either."""
+    z = tl.tensor(np.zeros((n, 4)), requires_grad=True)
+    t = np.arange(n) % 4
+    t[n - 2] = bad
+    if bad == -100:
+        loss = TF.cross_entropy(z, t)
+        np.testing.assert_allclose(loss.item(), np.log(4.0))
+    else:
+        with pytest.raises(ValueError, match=rf"target\[{n - 2}\] = {bad} is not a class index in \[0, 4\)"):
+            TF.cross_entropy(z, t)

@@ -276,3 +276,118 @@ def test_store_path_choice_shrugs_off_two_interrupted_iterations(monkeypatch):
             gaps += 1
     assert gaps == 2
     assert opt._stream[1] > 0 and opt._stream[0] is True
+
+
+def _two_layer_params(rng):
+    """A Linear-like pair: an F-ordered weight (Linear's layout) and a bias, float32."""
+    w = nn.Parameter(np.asfortranarray(rng.standard_normal((5, 3)).astype(np.float32)))
+    b = nn.Parameter(rng.standard_normal(5).astype(np.float32))
+    return w, b
+
+
+def test_cached_plan_gives_the_general_paths_values(rng, monkeypatch):
+    """SGD caches the common step's plan (SGD._fast_plan): bit for bit the general path's
+    updates, with the group's options (a scheduler's lr) read at every step."""
+    grads = [(rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal(5).astype(np.float32))
+             for _ in range(6)]
+    runs = []
+    for cached in (True, False):
+        w, b = _two_layer_params(np.random.default_rng(1))
+        opt = tl.optim.SGD([w, b], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)
+        sched = tl.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        if not cached:
+            monkeypatch.setattr(opt, "_fast_plan", lambda: None)
+        for gw, gb in grads:
+            w.grad, b.grad = np.asfortranarray(gw), gb.copy()
+            opt.step()
+            sched.step()
+            assert (opt._fast is not None) is cached
+        runs.append((w.data.copy(), b.data.copy(), opt.state_dict()["state"][0]["momentum_buffer"]))
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_cached_plan_keeps_every_check_before_writing(rng):
+    """Once the plan is cached, a gradient that does not fit, one that overlaps its
+    parameter, a read-only or replaced parameter, replaced state or a changed momentum
+    are all still seen before anything is written."""
+    w, b = _two_layer_params(rng)
+    opt = tl.optim.SGD([w, b], lr=0.1, momentum=0.9)
+
+    def step_ok():
+        w.grad, b.grad = np.asfortranarray(np.ones((5, 3), np.float32)), np.ones(5, np.float32)
+        opt.step()
+    step_ok()
+    step_ok()
+    assert opt._fast is not None
+    for bad, match in [(np.ones(4, np.float32), "does not match"), (np.ones(5, np.float64), "does not match"),
+                       (b.data[::-1], "overlaps")]:
+        w.grad, b.grad = np.asfortranarray(np.ones((5, 3), np.float32)), bad
+        before = w.data.copy(), b.data.copy(), opt.state[id(w)]["momentum_buffer"].copy()
+        with pytest.raises(ValueError, match=match):
+            opt.step()
+        np.testing.assert_array_equal(w.data, before[0])      # the first parameter was not written
+        np.testing.assert_array_equal(b.data, before[1])
+        np.testing.assert_array_equal(opt.state[id(w)]["momentum_buffer"], before[2])
+    step_ok()
+    b.data.flags.writeable = False
+    w.grad, b.grad = np.asfortranarray(np.ones((5, 3), np.float32)), np.ones(5, np.float32)
+    before = w.data.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        opt.step()
+    np.testing.assert_array_equal(w.data, before)
+    b.data.flags.writeable = True
+    # a parameter given new data (same shape): the new array is updated, with the old momentum
+    step_ok()
+    new = np.zeros(5, np.float32)
+    b.data = new
+    buf = opt.state[id(b)]["momentum_buffer"].copy()
+    step_ok()
+    np.testing.assert_allclose(b.data, -0.1 * (0.9 * buf + 1.0), rtol=1e-6)
+    assert b.data is new
+    # momentum set to 0 by hand: plain SGD from now on
+    opt.param_groups[0]["momentum"] = 0.0
+    before = w.data.copy()
+    step_ok()
+    np.testing.assert_allclose(w.data, before - 0.1, rtol=1e-6)
+    # state replaced by load_state_dict: the loaded momentum is used
+    opt.param_groups[0]["momentum"] = 0.9
+    step_ok()
+    sd = opt.state_dict()
+    sd["state"][0]["momentum_buffer"] = np.full((5, 3), 2.0, np.float32)
+    opt.load_state_dict(sd)
+    before = w.data.copy()
+    step_ok()
+    np.testing.assert_allclose(w.data, before - 0.1 * (0.9 * 2.0 + 1.0), rtol=1e-6)
+
+
+def test_cached_plan_with_frozen_and_gradless_parameters(rng, monkeypatch):
+    """A frozen backbone and an unused parameter in the same optimizer as a trained head:
+    the cached plan leaves them alone, gives the general path's values, and an unfreeze or
+    a new gradient sends the step back to the general path (which starts momentum afresh)."""
+    runs = []
+    for cached in (True, False):
+        r = np.random.default_rng(3)
+        frozen, unused, (w, b) = (nn.Parameter(r.standard_normal(4)), nn.Parameter(r.standard_normal(2)),
+                                  _two_layer_params(r))
+        frozen.requires_grad = False
+        opt = tl.optim.SGD([frozen, w, unused, b], lr=0.1, momentum=0.9)
+        if not cached:
+            monkeypatch.setattr(opt, "_fast_plan", lambda: None)
+        for k in range(6):
+            w.grad, b.grad = np.asfortranarray(np.full((5, 3), k, np.float32)), np.full(5, 1.0 - k, np.float32)
+            if k == 3:
+                frozen.requires_grad = True                 # unfrozen: trains from now on
+            if k >= 3:
+                frozen.grad = np.ones(4)
+            if k == 4:
+                unused.grad = np.ones(2)
+            opt.step()
+            assert (opt._fast is not None) is cached
+        runs.append([frozen.data.copy(), unused.data.copy(), w.data.copy(), b.data.copy()])
+    for a, c in zip(*runs):
+        np.testing.assert_array_equal(a, c)
+    r = np.random.default_rng(3)
+    f0, u0 = r.standard_normal(4), r.standard_normal(2)
+    np.testing.assert_allclose(runs[0][0], f0 - 0.1 * (1 + 1.9 + 2.71))    # momentum from its unfreeze on
+    np.testing.assert_allclose(runs[0][1], u0 - 0.1 * (1 + 1.9))

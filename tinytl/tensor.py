@@ -300,28 +300,31 @@ class Tensor:
         # so the reverse walk would use h's gradient before l2's part of it had arrived.
         root = self._node
         order, expanded, stack = [], set(), [(root, False)]
+        push, pop, append, add = stack.append, stack.pop, order.append, expanded.add
+        # (_Node hashes by identity, so the nodes themselves are the keys of sets and dicts)
         while stack:
-            node, finished = stack.pop()
+            node, finished = pop()
             if finished:
-                order.append(node)
+                append(node)
                 continue
-            if id(node) in expanded:
+            if node in expanded:
                 continue
-            expanded.add(id(node))
-            stack.append((node, True))
+            add(node)
+            push((node, True))
             for p in node.inputs:
-                if type(p) is _Node and id(p) not in expanded:
-                    stack.append((p, False))
+                if type(p) is _Node and p not in expanded:
+                    push((p, False))
 
         # 2. reverse walk: each node turns its gradient into its parents' gradients.
         # A leaf's .grad must be its own writable array: an op may hand the same array
         # (or views of it) to two parents (add, reshape), return one its closure keeps
         # (cross_entropy) and will hand out again if the graph is retained, or return a
         # read-only broadcast view (mean); such arrays are copied.
-        grads = {id(root): grad}
+        grads = {root: grad}
         given = set()                       # ids of arrays already stored in some .grad
+        ndarray = np.ndarray
         for node in reversed(order):
-            g = grads.pop(id(node), None)
+            g = grads.pop(node, None)
             if g is None:
                 continue
             parent_grads = node.backward(g)
@@ -335,14 +338,25 @@ class Tensor:
                 if type(p) is not _Node:    # a leaf tensor (frozen since? then it gets nothing)
                     if not p.requires_grad:
                         continue
-                    owner = _root(pg)       # a view shares its base's memory: compare owners
-                    if retain_graph or id(owner) in given or not _own_writable(pg):
+                    # a view shares its base's memory: compare owners (an ndarray without a
+                    # base is its own owner: the common case, decided without _root's walk)
+                    if type(pg) is ndarray and pg.base is None:
+                        owner = pg
+                        mine = pg.flags.writeable and (0 not in pg.strides or _own_writable(pg))
+                    else:
+                        owner = _root(pg)
+                        mine = _own_writable(pg)
+                    if retain_graph or not mine or id(owner) in given:
                         pg = owner = pg.copy()
                     given.add(id(owner))
-                    _accumulate_leaf(p, pg)
+                    data = p.data
+                    if p.grad is None and pg.dtype == data.dtype and pg.shape == data.shape:
+                        p.grad = pg         # the common case of _accumulate_leaf, inline
+                    else:
+                        _accumulate_leaf(p, pg)
                 else:
-                    prev = grads.get(id(p))
-                    grads[id(p)] = pg if prev is None else prev + pg
+                    prev = grads.get(p)
+                    grads[p] = pg if prev is None else prev + pg
 
         # 3. free the graph: closures hold the activations
         if not retain_graph:
@@ -396,6 +410,8 @@ def _own_writable(a) -> bool:
     """False for a read-only or broadcast (stride 0) array, which no .grad may be."""
     if not getattr(a.flags, "writeable", True):
         return False
+    if 0 not in a.strides:          # the common case: no stride is 0, nothing broadcast
+        return True
     return a.size <= 1 or all(st != 0 for st, n in zip(a.strides, a.shape) if n > 1)
 
 
@@ -445,9 +461,17 @@ def _make(data, parents, backward, op) -> Tensor:
     if _anomaly:
         op = _layer_label(op)       # kept in the node: a backward error names the layer too
         _check_finite(data, op)
-    if _records(*parents):
-        out.requires_grad = True
-        out._node = _Node(backward, tuple([(p._node or p) if p.requires_grad else None for p in parents]), op)
+    if _grad_mode.enabled:          # _records(*parents), inlined: one pass that also builds the inputs
+        inputs, recorded = [], False
+        for p in parents:
+            if p is not None and p.requires_grad:
+                inputs.append(p._node or p)
+                recorded = True
+            else:
+                inputs.append(None)
+        if recorded:
+            out.requires_grad = True
+            out._node = _Node(backward, tuple(inputs), op)
     return out
 
 

@@ -11,6 +11,7 @@ Read next: ``tinytl/nn/losses.py``, then ``tinytl/optim/``.
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -18,7 +19,9 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from .._random import generator
-from ..tensor import Tensor, reshape
+from ..tensor import Tensor, _call_tracked, reshape
+
+_tensor_module = sys.modules[Tensor.__module__]   # tinytl/tensor.py (tinytl.tensor is the function)
 from .module import Module, Parameter
 
 
@@ -165,17 +168,23 @@ class Sequential(Module):
         return [m for m in self._modules.values()]
 
     def forward(self, x):
-        layers = self._layers()
+        layers = list(self._modules.values())
         i, n = 0, len(layers)
         while i < n:
             layer = layers[i]
-            if (type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU
-                    and not (layer._has_hooks() or layers[i + 1]._has_hooks())):   # hooks see both layers
-                x = layer(x, relu=True)               # Linear + ReLU fused into one kernel
-                i += 2
-            else:
-                x = layer(x)
-                i += 1
+            if type(layer) is Linear and i + 1 < n and type(layers[i + 1]) is ReLU:
+                nxt = layers[i + 1]
+                if not (layer._forward_pre_hooks or layer._forward_hooks
+                        or nxt._forward_pre_hooks or nxt._forward_hooks):   # hooks see both layers
+                    # Linear + ReLU fused into one kernel. Without hooks, Module.__call__ would
+                    # only call forward (or, under detect_anomaly, _call_tracked): done here
+                    # directly, a Python call fewer per layer (type(layer) is exactly Linear)
+                    x = (layer.forward(x, relu=True) if not _tensor_module._anomaly
+                         else _call_tracked(layer, (x,), {"relu": True}))
+                    i += 2
+                    continue
+            x = layer(x)
+            i += 1
         return x
 
     def __len__(self):

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from .. import backend
 from ..tensor import Tensor, _call_tracked, is_anomaly_enabled
+
+_tensor_module = sys.modules[Tensor.__module__]   # tinytl/tensor.py (tinytl.tensor is the function)
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -63,18 +66,18 @@ class Parameter(Tensor):
         _requires_grad_slot.__set__(self, False)
         super().__init__(data, requires_grad=requires_grad)
 
-    @property
-    def requires_grad(self) -> bool:
-        return _requires_grad_slot.__get__(self)
-
-    @requires_grad.setter
-    def requires_grad(self, value):
+    def _set_requires_grad(self, value):
         value = bool(value)
         if not value:
             if _requires_grad_slot.__get__(self):
                 self._freezes += 1
             self.grad = None
         _requires_grad_slot.__set__(self, value)
+
+    # Reading is the slot's own C-level getter (no Python frame: autograd and the optimizer
+    # read requires_grad many times a step); only setting needs Python, to count freezes.
+    requires_grad = property(_requires_grad_slot.__get__, _set_requires_grad,
+                             doc="Whether backward computes a gradient for it (False: frozen).")
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
@@ -241,8 +244,8 @@ class Module(metaclass=_ModuleMeta):
     def __call__(self, *args, **kwargs):
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
-        if is_anomaly_enabled():              # detect_anomaly: errors name the running layer
-            return _call_tracked(self, args, kwargs)
+        if _tensor_module._anomaly:                  # detect_anomaly: errors name the running layer
+            return _call_tracked(self, args, kwargs)   # (the flag read directly: a call per layer saved)
         return self.forward(*args, **kwargs)
 
     def _call_with_hooks(self, args, kwargs):
