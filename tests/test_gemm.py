@@ -439,31 +439,3 @@ def test_cpu_dispatch_follows_the_crossover(monkeypatch):
     x = np.ones((4, 8), np.float32)
     np.testing.assert_allclose(C.linear_forward(x, w, None, False), R.linear_forward(x, w, None, False))
     assert calls == []
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_helper_threads_survive_fork():
-    """A forked child (DataLoader workers, multiprocessing) gets a fresh helper pool: a two-thread
-    GEMM there neither deadlocks on the parent's pool nor waits for its threads."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 300)).astype(np.float32)
-    w = fweight(rng, 1000, 300, np.float32)
-    out, want = np.empty((64, 1000), np.float32), np.empty((64, 1000), np.float32)
-    _C.linear_forward(x, w, None, False, want, None, 2)        # the parent's pool is running
-    pid = os.fork()
-    if pid == 0:                                               # the child: exit status says it all
-        try:
-            _C.linear_forward(x, w, None, False, out, None, 2)
-            os._exit(0 if np.array_equal(out, want) else 1)
-        except BaseException:
-            os._exit(2)
-    import time
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    pytest.fail("the forked child's two-thread GEMM did not finish in 60 s")
