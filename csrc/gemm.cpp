@@ -13,7 +13,6 @@
 
 #include "gemm_isa.h"
 #include "parallel.h"
-#include "pool.h"
 
 namespace tinytl {
 
@@ -150,12 +149,8 @@ void run_nn(int threads, int64_t M, int64_t N, int64_t K, const T* A, int64_t rs
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, panels));
     Scratch<T> work(kWork, panels * o.kc * o.nr);
     T* wp = work.get();
-    if (nt <= 1) {
-        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, 0, panels, wp);
-        return;
-    }
-    HelperPool::get().run(panels, int(nt - 1), [&](int64_t jp) {   // panels claimed one at a time
-        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, jp, jp + 1, wp + jp * o.kc * o.nr);
+    parallel_chunks(nt, panels, [&](int64_t j0, int64_t j1) {
+        o.nn(M, N, K, A, rsa, csa, B, ldb, C, ldc, bias, relu, mask, mask_ld, j0, j1, wp + j0 * o.kc * o.nr);
     });
 }
 
