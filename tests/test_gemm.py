@@ -421,15 +421,17 @@ def test_cpu_dispatch_follows_the_crossover(monkeypatch):
     monkeypatch.setattr(C, "_C_linear_backward", lambda *a: calls.append("bwd") or bwd(*a))
     rng = np.random.default_rng(0)
 
-    def run(m, k, n, layout="fortran"):
+    def run(m, k, n, layout="fortran", dtype=np.float32):
         calls.clear()
-        x = rng.standard_normal((m, k)).astype(np.float32)
-        w = weight_in(layout, rng.standard_normal((n, k)).astype(np.float32))
+        x = rng.standard_normal((m, k)).astype(dtype)
+        w = weight_in(layout, rng.standard_normal((n, k)).astype(dtype))
         C.linear_forward(x, w, None, False)
-        C.linear_backward(rng.standard_normal((m, n)).astype(np.float32), None, False, x, w, True, True)
+        C.linear_backward(rng.standard_normal((m, n)).astype(dtype), None, False, x, w, True, True)
         return list(calls)
 
     assert run(32, 784, 128) == ["fwd", "bwd"]                         # case 1: 6.4 MFLOP per GEMM
+    assert run(64, 256, 256) == ["fwd"]                                 # 8.4 MFLOP: the backward's limit is 8
+    assert run(32, 784, 128, dtype=np.float64) == ["fwd"]               # float64 backwards: the BLAS's
     assert run(C.GEMM_MAX_ROWS + 1, 8, 8) == []                         # too many rows
     assert run(256, 1024, 1024) == []                                   # above GEMM_MAX_FLOPS
     assert run(32, 64, 64, "c") == [] and run(32, 64, 64, "strided") == []   # not Linear's layout

@@ -73,23 +73,28 @@ def linear_backward_epilogue(grad, mask, relu, bias_grad, out=None):
 # The crossover between tinytl's GEMM and the BLAS. tinytl's runs on one core at up to 80-90% of
 # its FMA peak from the first rows and saves the epilogue's separate pass; OpenBLAS, on two
 # threads, is slow on a few rows (packing, call and thread costs) and faster on large products.
-# Measured with bench/gemm_crossover.py (bench/README.md, "GEMM crossover"), per product
-# (forward; weight gradient; weight and input gradients) and dtype, on this project's 2-core
-# machine: fused/BLAS was 0.6-0.9 up to ~8 MFLOP per GEMM, scattered around 1 (0.8-1.4, inside
-# the machine's noise) at 16-26 MFLOP, and 1.2-2.3 above; whole training steps agree (fused/BLAS
-# path: 0.90 at 784-128-10 b32, 6.4 MFLOP; 1.07 at b128, 25.7 MFLOP; 0.62 at 40-128-128-5 b64).
-# The three products and both dtypes crossed at the same size within that noise, so one limit
-# serves all: at most GEMM_MAX_ROWS rows and GEMM_MAX_FLOPS floating-point operations per GEMM.
+# Measured with bench/gemm_crossover.py (bench/README.md, "GEMM crossover"), per dtype and per
+# call (the forward; the backward's weight and input gradients), at up to 256 rows: float32
+# forwards ran fused at 0.68-1.0x the BLAS path's time up to 8.4 MFLOP per GEMM, 1.0-1.15x at
+# 16.8 and 1.15-1.9x above; float32 backwards at 0.64-1.13x from 32 rows up to 8.4 MFLOP
+# (0.8-1.37x at 8 rows: a few microseconds either way) and 1.11-1.28x at 16.8; float64
+# forwards like float32's, float64 backwards mostly slower than the BLAS from the smallest
+# size (0.87-1.9x). Whole float32 steps agree: fused/BLAS 0.90 at 784-128-10 b32, 0.62 at
+# 40-128-128-5 b64, 1.07 at 784-128-10 b128 (25.7 MFLOP: the BLAS's).
 GEMM_MAX_ROWS = 256
-GEMM_MAX_FLOPS = {np.dtype(np.float32): 16e6, np.dtype(np.float64): 16e6}
+GEMM_MAX_FLOPS = {  # (dtype, call) -> the most floating-point operations per GEMM served fused
+    (np.dtype(np.float32), "forward"): 16e6, (np.dtype(np.float32), "backward"): 8e6,
+    (np.dtype(np.float64), "forward"): 16e6, (np.dtype(np.float64), "backward"): 0.0,
+}
 
 
-def _gemm_fused(m, k, n, dtype, weight):
-    """True when the fused GEMM serves an (m, k) @ (k, n) product of a Linear layer: the weight in
-    Linear's (Fortran) layout, aligned and of the same dtype, at most GEMM_MAX_ROWS rows and
-    GEMM_MAX_FLOPS. Anything else goes to the BLAS, which takes any layout."""
+def _gemm_fused(call, m, k, n, dtype, weight):
+    """True when the fused GEMM serves an (m, k) @ (k, n) product of a Linear layer in ``call``
+    ('forward' or 'backward'): the weight in Linear's (Fortran) layout, aligned and of the same
+    dtype, at most GEMM_MAX_ROWS rows and GEMM_MAX_FLOPS[dtype, call]. Anything else goes to the
+    BLAS, which takes any layout."""
     f = weight.flags
-    return (m <= GEMM_MAX_ROWS and 2 * m * k * n <= GEMM_MAX_FLOPS.get(dtype, 0) and weight.dtype == dtype
+    return (m <= GEMM_MAX_ROWS and 2 * m * k * n <= GEMM_MAX_FLOPS.get((dtype, call), 0) and weight.dtype == dtype
             and weight.ndim == 2 and f.f_contiguous and f.aligned)
 
 
@@ -102,7 +107,8 @@ def linear_forward(x, weight, bias, relu, out=None, mask=None):
     x = _input(x)
     if bias is not None:
         bias = _input(bias)
-    if x.ndim == 2 and weight.ndim == 2 and _gemm_fused(x.shape[0], x.shape[1], weight.shape[0], x.dtype, weight) \
+    if x.ndim == 2 and weight.ndim == 2 and _gemm_fused("forward", x.shape[0], x.shape[1], weight.shape[0], x.dtype,
+                                                           weight) \
             and (out is None or out.flags.c_contiguous):   # the BLAS takes any out=, the fused path C order
         return _C_linear_forward(x, weight, bias, relu,
                                  _empty((x.shape[0], weight.shape[0]), x.dtype) if out is None else out, mask)
@@ -123,8 +129,8 @@ def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
         x = _input(x)
     if mask is not None:
         mask = _input(mask)
-    if grad.ndim == 2 and weight.ndim == 2 and _gemm_fused(grad.shape[0], weight.shape[1], grad.shape[1], grad.dtype,
-                                                           weight):
+    if grad.ndim == 2 and weight.ndim == 2 and _gemm_fused("backward", grad.shape[0], weight.shape[1], grad.shape[1],
+                                                           grad.dtype, weight):
         return _C_linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad)
     g, gb = _C_linear_backward_epilogue(grad, mask, relu, bias_grad, _empty_like(grad)) if (relu or bias_grad) \
         else (grad, None)
