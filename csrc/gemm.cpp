@@ -26,9 +26,6 @@ constexpr double kGemmTwoThreadFlops = 256e6;
 
 namespace {
 
-template <typename T>
-GemmOps<T> pick();
-
 // TINYTL_GEMM_ISA=avx2|scalar lowers the instruction set (to test and time the fallbacks);
 // kernels/cpu.py warns about any other value, which leaves the best one.
 int isa_cap() {
@@ -60,26 +57,17 @@ bool has_avx2() {
 #endif
 }
 
-template <>
-GemmOps<float> pick<float>() {
+// The best build this CPU runs, lowered by TINYTL_GEMM_ISA.
+template <typename T>
+GemmOps<T> pick() {
+    T* tag = nullptr;
 #if defined(TINYTL_GEMM_AVX512)
-    if (isa_cap() >= 2 && has_avx512()) return gemm_ops_avx512_f();
+    if (isa_cap() >= 2 && has_avx512()) return gemm_ops_avx512(tag);
 #endif
 #if defined(TINYTL_GEMM_AVX2)
-    if (isa_cap() >= 1 && has_avx2()) return gemm_ops_avx2_f();
+    if (isa_cap() >= 1 && has_avx2()) return gemm_ops_avx2(tag);
 #endif
-    return gemm_ops_scalar_f();
-}
-
-template <>
-GemmOps<double> pick<double>() {
-#if defined(TINYTL_GEMM_AVX512)
-    if (isa_cap() >= 2 && has_avx512()) return gemm_ops_avx512_d();
-#endif
-#if defined(TINYTL_GEMM_AVX2)
-    if (isa_cap() >= 1 && has_avx2()) return gemm_ops_avx2_d();
-#endif
-    return gemm_ops_scalar_d();
+    return gemm_ops_scalar(tag);
 }
 
 template <typename T>

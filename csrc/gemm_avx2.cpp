@@ -61,15 +61,8 @@ constexpr int64_t KC = 256;
 
 }  // namespace gemm_avx2
 
-using gemm_avx2::VF;
-using gemm_avx2::VD;
-using gemm_avx2::gemm_nn;
-using gemm_avx2::pack_grad;
-using gemm_avx2::transpose;
-using gemm_avx2::fma_peak;
-using gemm_avx2::KC;
-TINYTL_GEMM_OPS(gemm_ops_avx2_f, "avx2", float, VF, 6, 2)
-TINYTL_GEMM_OPS(gemm_ops_avx2_d, "avx2", double, VD, 6, 2)
+TINYTL_GEMM_OPS(gemm_ops_avx2, gemm_avx2, "avx2", float, VF, 6, 2)
+TINYTL_GEMM_OPS(gemm_ops_avx2, gemm_avx2, "avx2", double, VD, 6, 2)
 
 }  // namespace tinytl
 #endif

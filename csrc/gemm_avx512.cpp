@@ -88,15 +88,8 @@ constexpr int64_t KC = 128;  // a KC x 64 float (x 32 double) block of B is 32 K
 
 }  // namespace gemm_avx512
 
-using gemm_avx512::VF;
-using gemm_avx512::VD;
-using gemm_avx512::gemm_nn;
-using gemm_avx512::pack_grad;
-using gemm_avx512::transpose;
-using gemm_avx512::fma_peak;
-using gemm_avx512::KC;
-TINYTL_GEMM_OPS(gemm_ops_avx512_f, "avx512", float, VF, 4, 4)
-TINYTL_GEMM_OPS(gemm_ops_avx512_d, "avx512", double, VD, 4, 4)
+TINYTL_GEMM_OPS(gemm_ops_avx512, gemm_avx512, "avx512", float, VF, 4, 4)
+TINYTL_GEMM_OPS(gemm_ops_avx512, gemm_avx512, "avx512", double, VD, 4, 4)
 
 }  // namespace tinytl
 #endif

@@ -23,29 +23,31 @@ struct GemmOps {
     uint64_t (*fma_peak)(int64_t n);
 };
 
-GemmOps<float> gemm_ops_scalar_f();
-GemmOps<double> gemm_ops_scalar_d();
+// One table per build and dtype, told apart by the tag's type: gemm_ops_avx2((float*)nullptr).
+GemmOps<float> gemm_ops_scalar(float*);
+GemmOps<double> gemm_ops_scalar(double*);
 #ifdef TINYTL_GEMM_AVX2
-GemmOps<float> gemm_ops_avx2_f();
-GemmOps<double> gemm_ops_avx2_d();
+GemmOps<float> gemm_ops_avx2(float*);
+GemmOps<double> gemm_ops_avx2(double*);
 #endif
 #ifdef TINYTL_GEMM_AVX512
-GemmOps<float> gemm_ops_avx512_f();
-GemmOps<double> gemm_ops_avx512_d();
+GemmOps<float> gemm_ops_avx512(float*);
+GemmOps<double> gemm_ops_avx512(double*);
 #endif
 
 }  // namespace tinytl
 
-// The table of one build (used at the end of each gemm_<isa>.cpp, after gemm_kernel.h).
-#define TINYTL_GEMM_OPS(NAME, ISA, T, V, MR, NV)                                                        \
-    GemmOps<T> NAME() {                                                                                 \
+// The table of one build (used at the end of each gemm_<isa>.cpp, after gemm_kernel.h, inside
+// namespace tinytl): NAME(T*) for the vector traits NS::V and the MR x NV tile.
+#define TINYTL_GEMM_OPS(NAME, NS, ISA, T, V, MR, NV)                                                    \
+    GemmOps<T> NAME(T*) {                                                                               \
         GemmOps<T> o;                                                                                   \
         o.isa = ISA;                                                                                    \
-        o.nr = int64_t(NV) * V::W;                                                                      \
-        o.kc = KC;                                                                                      \
-        o.nn = &gemm_nn<V, MR, NV>;                                                                     \
-        o.pack_grad = &pack_grad<V>;                                                                    \
-        o.transpose = &transpose<V>;                                                                    \
-        o.fma_peak = &fma_peak<V>;                                                                      \
+        o.nr = int64_t(NV) * NS::V::W;                                                                  \
+        o.kc = NS::KC;                                                                                  \
+        o.nn = &NS::gemm_nn<NS::V, MR, NV>;                                                             \
+        o.pack_grad = &NS::pack_grad<NS::V>;                                                            \
+        o.transpose = &NS::transpose<NS::V>;                                                            \
+        o.fma_peak = &NS::fma_peak<NS::V>;                                                              \
         return o;                                                                                       \
     }

@@ -30,14 +30,7 @@ constexpr int64_t KC = 256;
 
 }  // namespace gemm_scalar
 
-using gemm_scalar::VF;
-using gemm_scalar::VD;
-using gemm_scalar::gemm_nn;
-using gemm_scalar::pack_grad;
-using gemm_scalar::transpose;
-using gemm_scalar::fma_peak;
-using gemm_scalar::KC;
-TINYTL_GEMM_OPS(gemm_ops_scalar_f, "scalar", float, VF, 2, 8)
-TINYTL_GEMM_OPS(gemm_ops_scalar_d, "scalar", double, VD, 2, 8)
+TINYTL_GEMM_OPS(gemm_ops_scalar, gemm_scalar, "scalar", float, VF, 2, 8)
+TINYTL_GEMM_OPS(gemm_ops_scalar, gemm_scalar, "scalar", double, VD, 2, 8)
 
 }  // namespace tinytl
