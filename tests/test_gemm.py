@@ -247,10 +247,12 @@ print("ok")
 
 
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
-def test_every_instruction_set_matches(isa):
+def test_every_instruction_set_matches(isa, tmp_path):
     """The AVX2 and the portable builds (TINYTL_GEMM_ISA lowers the choice) give the same results."""
     env = dict(os.environ, TINYTL_GEMM_ISA=isa)
-    r = subprocess.run([sys.executable, "-c", ISA_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    # run outside the checkout: there its tinytl/ (sources without the built _C) would shadow the install
+    r = subprocess.run([sys.executable, "-c", ISA_SCRIPT], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     got_isa, status = r.stdout.split()
     best = _C.gemm_isa()
