@@ -322,7 +322,6 @@ class Tensor:
         # read-only broadcast view (mean); such arrays are copied.
         grads = {root: grad}
         given = set()                       # ids of arrays already stored in some .grad
-        ndarray = np.ndarray
         for node in reversed(order):
             g = grads.pop(node, None)
             if g is None:
@@ -338,22 +337,11 @@ class Tensor:
                 if type(p) is not _Node:    # a leaf tensor (frozen since? then it gets nothing)
                     if not p.requires_grad:
                         continue
-                    # a view shares its base's memory: compare owners (an ndarray without a
-                    # base is its own owner: the common case, decided without _root's walk)
-                    if type(pg) is ndarray and pg.base is None:
-                        owner = pg
-                        mine = pg.flags.writeable and (0 not in pg.strides or _own_writable(pg))
-                    else:
-                        owner = _root(pg)
-                        mine = _own_writable(pg)
-                    if retain_graph or not mine or id(owner) in given:
+                    owner = _root(pg)       # a view shares its base's memory: compare owners
+                    if retain_graph or id(owner) in given or not _own_writable(pg):
                         pg = owner = pg.copy()
                     given.add(id(owner))
-                    data = p.data
-                    if p.grad is None and pg.dtype == data.dtype and pg.shape == data.shape:
-                        p.grad = pg         # the common case of _accumulate_leaf, inline
-                    else:
-                        _accumulate_leaf(p, pg)
+                    _accumulate_leaf(p, pg)
                 else:
                     prev = grads.get(p)
                     grads[p] = pg if prev is None else prev + pg
