@@ -22,6 +22,7 @@ import warnings as _warnings
 import numpy as np
 
 from .. import _C  # ImportError propagates: kernels/__init__.py falls back to the reference
+from .reference import _linear_products  # the BLAS path's GEMMs: the reference's own
 
 _isa = _os.environ.get("TINYTL_GEMM_ISA")
 if _isa is not None and _isa not in ("avx512", "avx2", "scalar"):
@@ -134,11 +135,7 @@ def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
         return _C_linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad)
     g, gb = _C_linear_backward_epilogue(grad, mask, relu, bias_grad, _empty_like(grad)) if (relu or bias_grad) \
         else (grad, None)
-    gx = g @ weight if input_grad else None
-    gW = None
-    if x is not None:
-        gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
-    return gx, gW, gb
+    return (*_linear_products(g, x, weight, input_grad), gb)
 
 
 # ------------------------------------------------- softmax cross-entropy ----

@@ -32,6 +32,7 @@ import importlib.resources
 import numpy as np
 
 from .. import backend
+from .reference import _linear_products  # the GEMMs of linear_backward: cuBLAS through CuPy
 
 _THREADS = 256               # threads per block of the elementwise kernels
 _TILE = (32, 8)              # blockDim of the linear backward kernels (TILE_X, TILE_Y in linear.cu)
@@ -272,11 +273,7 @@ def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
     ``linear_backward_epilogue``'s launch(es), then cuBLAS's GEMMs.
     """
     g, gb = linear_backward_epilogue(grad, mask, relu, bias_grad) if (relu or bias_grad) else (grad, None)
-    gx = g @ weight if input_grad else None
-    gW = None
-    if x is not None:
-        gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
-    return gx, gW, gb
+    return (*_linear_products(g, x, weight, input_grad), gb)
 
 
 # ------------------------------------------------- softmax cross-entropy ----

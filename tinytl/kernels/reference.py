@@ -96,11 +96,18 @@ def linear_backward(grad, mask, relu, x, weight, bias_grad, input_grad):
     computed as (x.T @ g).T, a row-major GEMM); gb = g.sum(0) when ``bias_grad``.
     """
     g, gb = linear_backward_epilogue(grad, mask, relu, bias_grad)
+    return (*_linear_products(g, x, weight, input_grad), gb)
+
+
+def _linear_products(g, x, weight, input_grad):
+    """The two GEMMs of ``linear_backward`` on the array library's BLAS (NumPy or CuPy), g already
+    masked: (g @ weight if input_grad, else None; dL/dW in weight's layout if x is given, else None).
+    Also the BLAS path of the CPU and GPU twins above their fused sizes."""
     gx = g @ weight if input_grad else None
     gW = None
     if x is not None:
         gW = (x.T @ g).T if weight.T.flags.c_contiguous else g.T @ x
-    return gx, gW, gb
+    return gx, gW
 
 
 # ------------------------------------------------- softmax cross-entropy ----
